@@ -1,0 +1,1 @@
+"""Renderers: a batch of target poses + intrinsics and K reference keyframes -> images."""
