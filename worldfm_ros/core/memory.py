@@ -1,0 +1,348 @@
+"""Posed keyframes as a spatial memory (RTFM's "context juggling", at robot scale).
+
+Three policies live here:
+
+* **Insertion**: a frame becomes a keyframe unless an existing keyframe lies within
+  ``min_translation`` metres *and* ``min_rotation_deg`` degrees of it, so memory grows with
+  the area explored, not with time spent driving around it.
+* **Retrieval**: for a query camera, candidates come from a spatial hash grid (no scan over
+  all keyframes), are pre-ranked by pose distance, and then chosen greedily by how much of
+  the query view their back-projected depth covers (diminishing returns for pixels already
+  covered twice), with pose proximity breaking ties. ``retrieval="pose"`` keeps plain pose
+  distance as the measured baseline.
+* **Eviction**: at ``max_keyframes`` the keyframe whose nearest neighbour (in pose space) is
+  closest goes; a keyframe with no neighbour within ``eviction_radius`` is never evicted
+  while a redundant one exists.
+
+Every choice is deterministic (ties broken by id), so the same pose against the same memory
+retrieves the same references.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from worldfm_ros.core.camera import Intrinsics
+from worldfm_ros.core.errors import EmptyMemoryError, InvalidImageError
+from worldfm_ros.core.keyframe import Keyframe
+from worldfm_ros.core.pose import validate_pose_matrix
+from worldfm_ros.core.spatial_grid import SpatialGrid
+
+#: Retrieval rankings: coverage of the query view (default) or plain pose distance.
+RETRIEVAL_MODES = ("coverage", "pose")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Parameters of the keyframe memory.
+
+    Attributes:
+        min_translation: a frame closer than this to a keyframe of similar orientation is
+            redundant [m].
+        min_rotation_deg: ... and whose orientation differs by less than this [deg].
+        max_keyframes: cap; the most redundant keyframe is evicted beyond it.
+        retrieval_k: references returned per query.
+        retrieval: ``"coverage"`` or ``"pose"``.
+        search_radius: candidates are looked for within this distance of the query [m];
+            widened to the nearest keyframes if fewer than ``retrieval_k`` are found.
+        max_candidates: candidates kept after the pose pre-ranking.
+        rotation_weight_deg: degrees of view-direction difference that cost as much as
+            ``translation_weight`` metres in the pose distance.
+        translation_weight: see ``rotation_weight_deg`` [m].
+        anchor_grid: ``(columns, rows)`` of depth samples kept per keyframe for coverage.
+        coverage_grid: ``(columns, rows)`` of cells the query view is divided into.
+        grid_cell: cell size of the spatial hash grid [m].
+        eviction_radius: neighbours farther than this do not make a keyframe redundant [m].
+    """
+
+    min_translation: float = 0.05
+    min_rotation_deg: float = 5.0
+    max_keyframes: int = 5000
+    retrieval_k: int = 4
+    retrieval: str = "coverage"
+    search_radius: float = 3.0
+    max_candidates: int = 32
+    rotation_weight_deg: float = 20.0
+    translation_weight: float = 0.3
+    anchor_grid: tuple[int, int] = (32, 24)
+    coverage_grid: tuple[int, int] = (16, 12)
+    grid_cell: float = 0.5
+    eviction_radius: float = 0.5
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"memory parameter {name} must be a positive number, got {v!r}")
+
+        for name in ("min_translation", "min_rotation_deg", "search_radius", "rotation_weight_deg",
+                     "translation_weight", "grid_cell", "eviction_radius"):
+            positive(name)
+        for name in ("max_keyframes", "retrieval_k", "max_candidates"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"memory parameter {name} must be an integer >= 1, got {v!r}")
+        if self.retrieval not in RETRIEVAL_MODES:
+            raise ValueError(f"memory parameter retrieval must be one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
+
+
+def _forward(T: np.ndarray) -> np.ndarray:
+    """Optical axis (camera +z) in the world frame."""
+    return T[:3, 2]
+
+
+class KeyframeMemory:
+    """Bounded set of posed keyframes with insertion, retrieval and eviction policies.
+
+    Not thread-safe: the caller (the world service) serialises access.
+
+    Args:
+        config: the policies' parameters.
+        on_insert: called with each accepted keyframe (after its id is set), e.g. to persist it.
+        on_evict: called with the id of each evicted keyframe.
+    """
+
+    def __init__(
+        self,
+        config: MemoryConfig = MemoryConfig(),
+        on_insert: Optional[Callable[[Keyframe], None]] = None,
+        on_evict: Optional[Callable[[int], None]] = None,
+    ):
+        self.config = config
+        self.on_insert = on_insert
+        self.on_evict = on_evict
+        self._frames: dict[int, Keyframe] = {}
+        self._anchors: dict[int, np.ndarray] = {}  # id -> [P, 3] world points
+        self._redundancy: dict[int, float] = {}  # id -> pose distance to nearest neighbour
+        self._grid = SpatialGrid(config.grid_cell)
+        self._next_id = 0
+        self._all_cache: Optional[tuple[np.ndarray, np.ndarray]] = None  # (ids, positions)
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __contains__(self, keyframe_id: int) -> bool:
+        return keyframe_id in self._frames
+
+    def get(self, keyframe_id: int) -> Keyframe:
+        return self._frames[keyframe_id]
+
+    def keyframes(self) -> list[Keyframe]:
+        """All keyframes in id order."""
+        return [self._frames[i] for i in sorted(self._frames)]
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by keyframe images and retrieval anchors."""
+        return int(sum(kf.nbytes for kf in self._frames.values())
+                   + sum(a.nbytes for a in self._anchors.values()))
+
+    def pose_distance(self, T_a: np.ndarray, T_b: np.ndarray) -> float:
+        """Pose distance in units of the redundancy thresholds (1.0 = at both thresholds)."""
+        return max(self._translation_units(T_a, T_b), self._rotation_units(T_a, T_b))
+
+    def _translation_units(self, T_a, T_b) -> float:
+        return float(np.linalg.norm(T_a[:3, 3] - T_b[:3, 3])) / self.config.min_translation
+
+    def _rotation_units(self, T_a, T_b) -> float:
+        c = (np.trace(T_a[:3, :3].T @ T_b[:3, :3]) - 1.0) / 2.0
+        return math.degrees(math.acos(max(-1.0, min(1.0, c)))) / self.config.min_rotation_deg
+
+    def is_redundant(self, T_world_cam: np.ndarray) -> bool:
+        """True when a keyframe lies within both thresholds of ``T_world_cam``."""
+        T = validate_pose_matrix(T_world_cam)
+        for kid in self._grid.query_radius(T[:3, 3], self.config.min_translation):
+            kf_T = self._frames[int(kid)].T_world_cam
+            if self._translation_units(T, kf_T) <= 1.0 and self._rotation_units(T, kf_T) <= 1.0:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ updates
+    def consider(self, frame: Keyframe) -> Optional[int]:
+        """Insert ``frame`` if the insertion policy accepts it; returns its new id or None."""
+        if self.is_redundant(frame.T_world_cam):
+            return None
+        return self.add(frame)
+
+    def add(self, frame: Keyframe) -> int:
+        """Insert unconditionally (used when loading a world). Keeps ``frame.id`` if it is set
+        and free; otherwise assigns the next id. Evicts beyond ``max_keyframes``."""
+        if not isinstance(frame, Keyframe):
+            raise InvalidImageError(f"expected a Keyframe, got {type(frame).__name__}", frame)
+        if frame.id < 0 or frame.id in self._frames:
+            frame.id = self._next_id
+        self._next_id = max(self._next_id, frame.id + 1)
+        kid = frame.id
+        self._frames[kid] = frame
+        self._anchors[kid] = self._anchor_points(frame)
+        self._grid.insert(kid, frame.position)
+        self._all_cache = None
+        self._update_redundancy_after_insert(kid)
+        if self.on_insert is not None:
+            self.on_insert(frame)
+        while len(self._frames) > self.config.max_keyframes:
+            self.evict(self._most_redundant(exclude=kid))
+        return kid
+
+    def evict(self, keyframe_id: int) -> None:
+        """Remove one keyframe (and tell ``on_evict``)."""
+        if keyframe_id not in self._frames:
+            return
+        T = self._frames[keyframe_id].T_world_cam
+        del self._frames[keyframe_id]
+        del self._anchors[keyframe_id]
+        self._redundancy.pop(keyframe_id, None)
+        self._grid.remove(keyframe_id)
+        self._all_cache = None
+        for nid in self._grid.query_radius(T[:3, 3], self.config.eviction_radius):
+            self._redundancy[int(nid)] = self._nearest_neighbour_distance(int(nid))
+        if self.on_evict is not None:
+            self.on_evict(keyframe_id)
+
+    def clear(self) -> None:
+        """Forget every keyframe (ids restart at 0)."""
+        self._frames.clear()
+        self._anchors.clear()
+        self._redundancy.clear()
+        self._grid.clear()
+        self._all_cache = None
+        self._next_id = 0
+
+    # ------------------------------------------------------------------ eviction helpers
+    def _nearest_neighbour_distance(self, kid: int) -> float:
+        T = self._frames[kid].T_world_cam
+        best = math.inf
+        for nid in self._grid.query_radius(T[:3, 3], self.config.eviction_radius):
+            nid = int(nid)
+            if nid != kid:
+                best = min(best, self.pose_distance(T, self._frames[nid].T_world_cam))
+        return best
+
+    def _update_redundancy_after_insert(self, kid: int) -> None:
+        T = self._frames[kid].T_world_cam
+        best = math.inf
+        for nid in self._grid.query_radius(T[:3, 3], self.config.eviction_radius):
+            nid = int(nid)
+            if nid == kid:
+                continue
+            d = self.pose_distance(T, self._frames[nid].T_world_cam)
+            best = min(best, d)
+            self._redundancy[nid] = min(self._redundancy.get(nid, math.inf), d)
+        self._redundancy[kid] = best
+
+    def _most_redundant(self, exclude: int) -> int:
+        ids = np.fromiter((k for k in self._redundancy if k != exclude), dtype=np.int64)
+        scores = np.fromiter((self._redundancy[k] for k in ids), dtype=np.float64)
+        if np.isfinite(scores).any():
+            # lexsort: smallest score first, then smallest id (deterministic).
+            return int(ids[np.lexsort((ids, scores))[0]])
+        # Every keyframe is alone within eviction_radius: drop the oldest of the closest pair
+        # in position, which loses the least ground.
+        keep_ids, pos = self._all_positions()
+        mask = keep_ids != exclude
+        keep_ids, pos = keep_ids[mask], pos[mask]
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(pos).query(pos, k=2)
+        return int(keep_ids[np.lexsort((keep_ids, d[:, 1]))[0]])
+
+    # ------------------------------------------------------------------ retrieval
+    def _all_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._all_cache is None:
+            ids = np.array(sorted(self._frames), dtype=np.int64)
+            pos = (np.stack([self._frames[int(i)].position for i in ids])
+                   if len(ids) else np.zeros((0, 3)))
+            self._all_cache = (ids, pos)
+        return self._all_cache
+
+    def _anchor_points(self, frame: Keyframe) -> np.ndarray:
+        """A sparse grid of the frame's valid depth back-projected to the world, ``[P, 3]``."""
+        gw, gh = self.config.anchor_grid
+        h, w = frame.depth.shape
+        us = ((np.arange(gw) + 0.5) * w / gw).astype(np.int64)
+        vs = ((np.arange(gh) + 0.5) * h / gh).astype(np.int64)
+        uu, vv = np.meshgrid(us, vs)
+        z = frame.depth[vv, uu].astype(np.float64)
+        valid = z > 0
+        K = frame.intrinsics
+        x = (uu[valid] - K.cx) / K.fx * z[valid]
+        y = (vv[valid] - K.cy) / K.fy * z[valid]
+        pts_cam = np.stack([x, y, z[valid]], axis=1)
+        T = frame.T_world_cam
+        return (pts_cam @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+
+    def _candidates(self, T: np.ndarray, k: int) -> np.ndarray:
+        cands = self._grid.query_radius(T[:3, 3], self.config.search_radius)
+        if len(cands) < k:
+            ids, pos = self._all_positions()
+            n = min(len(ids), max(k, self.config.max_candidates))
+            d = np.linalg.norm(pos - T[:3, 3], axis=1)
+            order = np.lexsort((ids, d))[:n]
+            cands = np.sort(ids[order])
+        return cands
+
+    def _pose_scores(self, T: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        """Pose distance of each candidate to the query (lower is closer), ``[N]``."""
+        pos = np.stack([self._frames[int(i)].position for i in cands])
+        fwd = np.stack([_forward(self._frames[int(i)].T_world_cam) for i in cands])
+        trans = np.linalg.norm(pos - T[:3, 3], axis=1)
+        angle = np.degrees(np.arccos(np.clip(fwd @ _forward(T), -1.0, 1.0)))
+        return trans / self.config.translation_weight + angle / self.config.rotation_weight_deg
+
+    def retrieve(self, T_world_cam: np.ndarray, intrinsics: Intrinsics, k: Optional[int] = None) -> list[Keyframe]:
+        """Up to ``k`` keyframes that best cover the view of a camera at ``T_world_cam``.
+
+        Raises :class:`EmptyMemoryError` when the memory holds no keyframe.
+        """
+        if not self._frames:
+            raise EmptyMemoryError("the memory holds no keyframe yet", 0)
+        T = validate_pose_matrix(T_world_cam)
+        k = self.config.retrieval_k if k is None else int(k)
+        cands = self._candidates(T, k)
+        scores = self._pose_scores(T, cands)
+        order = np.lexsort((cands, scores))
+        ranked = cands[order][: self.config.max_candidates]
+        if self.config.retrieval == "pose" or len(ranked) <= 1:
+            chosen = ranked[:k]
+        else:
+            chosen = self._greedy_coverage(T, intrinsics, ranked, scores[order][: len(ranked)], k)
+        return [self._frames[int(i)] for i in chosen]
+
+    def _greedy_coverage(self, T, intrinsics: Intrinsics, ranked: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        gw, gh = self.config.coverage_grid
+        R_cw = T[:3, :3].T
+        t_cw = -R_cw @ T[:3, 3]
+        cover = np.zeros((len(ranked), gw * gh), dtype=np.float64)
+        for row, kid in enumerate(ranked):
+            pts = self._anchors[int(kid)]
+            if len(pts) == 0:
+                continue
+            pc = pts.astype(np.float64) @ R_cw.T + t_cw
+            z = pc[:, 2]
+            front = z > 1e-3
+            u = intrinsics.fx * pc[front, 0] / z[front] + intrinsics.cx
+            v = intrinsics.fy * pc[front, 1] / z[front] + intrinsics.cy
+            inside = (u >= -0.5) & (u < intrinsics.width - 0.5) & (v >= -0.5) & (v < intrinsics.height - 0.5)
+            cu = ((u[inside] + 0.5) * gw / intrinsics.width).astype(np.int64).clip(0, gw - 1)
+            cv = ((v[inside] + 0.5) * gh / intrinsics.height).astype(np.int64).clip(0, gh - 1)
+            cover[row, np.unique(cv * gw + cu)] = 1.0
+        # Diminishing returns: a cell's first covering reference is worth 1, its second 0.5.
+        times_covered = np.zeros(gw * gh)
+        proximity = 1.0 / (1.0 + scores)  # in (0, 1]: tie-breaker, closer is better
+        chosen: list[int] = []
+        available = np.ones(len(ranked), dtype=bool)
+        for _ in range(min(k, len(ranked))):
+            value = np.where(times_covered == 0, 1.0, np.where(times_covered == 1, 0.5, 0.0))
+            gain = cover @ value
+            total = gain * (0.5 + 0.5 * proximity) + 1e-3 * proximity
+            total[~available] = -np.inf
+            best = int(np.argmax(total))  # first maximum = best pose rank on exact ties
+            chosen.append(best)
+            available[best] = False
+            times_covered += cover[best]
+        return ranked[chosen]
