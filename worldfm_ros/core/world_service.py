@@ -1,0 +1,357 @@
+"""The world model behind the node and ``worldfm-eval``: memory + renderer + persistence.
+
+ROS-free and thread-safe. The node's callbacks and the evaluation CLI call the same methods,
+so what is scored offline is exactly what the robot runs:
+
+* :meth:`WorldService.ingest` - a posed RGB-D frame (any resolution) is downscaled to the
+  keyframe size and offered to the memory's insertion policy; accepted keyframes are committed
+  to the world file (``world_path``) at once, evicted ones removed from it.
+* :meth:`WorldService.render` - retrieves the references for a camera under the lock, then
+  renders *outside* the lock, so ingestion never waits for a render and vice versa.
+* :meth:`WorldService.save` / :meth:`WorldService.reset` - write a complete world file /
+  forget everything.
+
+Conventions: ``T_world_cam`` float64 ``[4, 4]`` (or ``[B, 4, 4]``) camera optical poses;
+colour ``uint8 [H, W, 3]`` RGB; depth ``float32 [H, W]`` metres, 0 = unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from worldfm_ros.core.camera import Intrinsics, validate_image_size
+from worldfm_ros.core.errors import (
+    EmptyMemoryError,
+    InvalidPoseError,
+    ModelLoadError,
+    WorldFileError,
+)
+from worldfm_ros.core.image_ops import downscale_rgbd
+from worldfm_ros.core.keyframe import Keyframe
+from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig
+from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
+from worldfm_ros.core.renderers.base import Renderer, RenderResult
+
+_log = logging.getLogger(__name__)
+
+#: Largest side of a render the service accepts [px] (the contract serves up to 4096).
+MAX_RENDER_SIDE = 4096
+
+#: Depth agreement for a point to count as already observed by a reference (fraction of depth).
+_NOVELTY_DEPTH_TOLERANCE = 0.05
+#: Sample grid ``(columns, rows)`` used to estimate how much of a new keyframe is novel.
+_NOVELTY_GRID = (32, 24)
+
+
+@dataclass(frozen=True)
+class WorldServiceConfig:
+    """Everything the world service needs; the node builds it from its parameters.
+
+    Attributes:
+        backend: renderer name (``geometric``, ``nearest``, ``learned``).
+        device: ``cpu`` or ``cuda``.
+        backend_fallback: if the backend or device cannot be set up (missing model, no CUDA),
+            fall back to ``geometric`` on ``cpu`` with a warning instead of failing.
+        model_path: checkpoint of the learned backend (empty = the shipped default).
+        keyframe_width, keyframe_height: frames are stored downscaled to fit in this box,
+            aspect ratio kept, never upscaled [px].
+        memory: insertion / retrieval / eviction policy parameters.
+        world_path: world file to load at start and commit each keyframe to; empty = memory only.
+        max_render_side: largest render width or height served [px].
+    """
+
+    backend: str = "geometric"
+    device: str = "cpu"
+    backend_fallback: bool = True
+    model_path: str = ""
+    keyframe_width: int = 320
+    keyframe_height: int = 240
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    world_path: str = ""
+    max_render_side: int = MAX_RENDER_SIDE
+
+    def __post_init__(self) -> None:
+        validate_image_size(self.keyframe_width, self.keyframe_height)
+        validate_image_size(self.max_render_side, self.max_render_side)
+
+
+@dataclass
+class RenderOutput:
+    """A render plus its bookkeeping; ``result`` holds the images (``B`` = 1 for the node)."""
+
+    result: RenderResult
+    render_ms: float  # wall time of retrieval + rendering [ms]
+
+
+def build_renderer(config: WorldServiceConfig) -> tuple[Renderer, str, list[str]]:
+    """``(renderer, backend name actually used, warnings)`` for ``config``.
+
+    Raises ``ModelLoadError`` / ``ValueError`` when the requested backend cannot be built and
+    ``backend_fallback`` is off.
+    """
+    from worldfm_ros.core.renderers import make_renderer
+
+    warnings: list[str] = []
+    device = config.device
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            if not config.backend_fallback:
+                raise ModelLoadError("device 'cuda' requested but CUDA is not available", device)
+            warnings.append("device 'cuda' requested but CUDA is not available: using cpu")
+            device = "cpu"
+    options = {"model_path": config.model_path} if config.backend == "learned" and config.model_path else {}
+    try:
+        return make_renderer(config.backend, device=device, **options), config.backend, warnings
+    except (ModelLoadError, ImportError, OSError, RuntimeError) as error:
+        if not config.backend_fallback or config.backend == "geometric":
+            if isinstance(error, ModelLoadError):
+                raise
+            raise ModelLoadError(f"cannot set up backend {config.backend!r}: {error}", config.backend) from error
+        warnings.append(f"backend {config.backend!r} unavailable ({error}): falling back to 'geometric'")
+        return make_renderer("geometric", device=device), "geometric", warnings
+
+
+class WorldService:
+    """Thread-safe world model: keyframe memory, renderer and optional world file.
+
+    Args:
+        config: see :class:`WorldServiceConfig`.
+        renderer: use this renderer instead of building one from ``config`` (tests, eval).
+        on_keyframe: called (outside the lock) with each accepted keyframe.
+    """
+
+    def __init__(
+        self,
+        config: WorldServiceConfig = WorldServiceConfig(),
+        *,
+        renderer: Optional[Renderer] = None,
+        on_keyframe: Optional[Callable[[Keyframe], None]] = None,
+    ):
+        self.config = config
+        self.warnings: list[str] = []
+        if renderer is None:
+            renderer, self.backend, self.warnings = build_renderer(config)
+        else:
+            self.backend = getattr(renderer, "name", config.backend)
+        self.renderer = renderer
+        self.on_keyframe = on_keyframe
+        self._lock = threading.Lock()
+        self._world_file = None
+        self._loading = False
+        self.memory = KeyframeMemory(config.memory, on_insert=self._persist_insert, on_evict=self._persist_evict)
+        self.persist_errors = 0
+        if config.world_path:
+            self._open_world(config.world_path)
+
+    # ------------------------------------------------------------------ persistence
+    def _open_world(self, path: str) -> None:
+        from worldfm_ros.core.world_file import WorldFile
+
+        self._world_file = WorldFile.open(path, create_if_missing=True)
+        self._loading = True
+        try:
+            for keyframe in self._world_file.load():
+                self.memory.add(keyframe)
+        finally:
+            self._loading = False
+        _log.info("loaded %d keyframes from %s", len(self.memory), path)
+
+    def _persist_insert(self, keyframe: Keyframe) -> None:
+        if self._world_file is not None and not self._loading:
+            try:
+                self._world_file.append(keyframe)
+            except (OSError, WorldFileError) as error:
+                self.persist_errors += 1
+                _log.error("could not commit keyframe %d to %s: %s", keyframe.id, self.config.world_path, error)
+
+    def _persist_evict(self, keyframe_id: int) -> None:
+        if self._world_file is not None:
+            try:
+                self._world_file.remove(keyframe_id)
+            except (OSError, WorldFileError) as error:
+                self.persist_errors += 1
+                _log.error("could not remove keyframe %d from %s: %s", keyframe_id, self.config.world_path, error)
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.memory)
+
+    @property
+    def keyframe_count(self) -> int:
+        return len(self)
+
+    @property
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return self.memory.memory_bytes
+
+    def keyframes(self) -> list[Keyframe]:
+        """A snapshot of every keyframe, id order."""
+        with self._lock:
+            return self.memory.keyframes()
+
+    def first_keyframe(self) -> Optional[Keyframe]:
+        """The keyframe with the smallest id, or None when empty."""
+        with self._lock:
+            frames = self.memory.keyframes()
+        return frames[0] if frames else None
+
+    def retrieve(self, T_world_cam: np.ndarray, intrinsics: Intrinsics, k: Optional[int] = None) -> list[Keyframe]:
+        """References for one camera (the memory's retrieval, under the lock).
+
+        Raises ``EmptyMemoryError``, ``InvalidPoseError``.
+        """
+        with self._lock:
+            return self.memory.retrieve(T_world_cam, intrinsics, k)
+
+    # ------------------------------------------------------------------ updates
+    def ingest(self, frame: Keyframe) -> Optional[int]:
+        """Offer a posed RGB-D frame to the memory; returns the new keyframe id or None."""
+        keyframe = self.ingest_keyframe(frame)
+        return None if keyframe is None else keyframe.id
+
+    def ingest_keyframe(self, frame: Keyframe) -> Optional[Keyframe]:
+        """As :meth:`ingest`, returning the stored (downscaled) keyframe. Its
+        ``extras["coverage_gain"]`` is the fraction of its view no earlier keyframe saw."""
+        with self._lock:
+            if self.memory.is_redundant(frame.T_world_cam):
+                return None  # cheap exit before any image work
+        small = self._downscaled(frame)
+        with self._lock:
+            references = self.memory.retrieve(small.T_world_cam, small.intrinsics) if len(self.memory) else []
+            small.extras["coverage_gain"] = view_novelty(small, references)
+            kid = self.memory.consider(small)
+        if kid is None:
+            return None
+        if self.on_keyframe is not None:
+            self.on_keyframe(small)
+        return small
+
+    def _downscaled(self, frame: Keyframe) -> Keyframe:
+        h, w = frame.depth.shape
+        s = min(self.config.keyframe_width / w, self.config.keyframe_height / h, 1.0)
+        width, height = max(1, int(round(w * s))), max(1, int(round(h * s)))
+        colour, depth, intrinsics = downscale_rgbd(frame.colour, frame.depth, frame.intrinsics, width, height)
+        if colour is frame.colour:
+            colour, depth = colour.copy(), depth.copy()  # the caller may reuse its buffers
+        return Keyframe(colour, depth, intrinsics, frame.T_world_cam.copy(), frame.stamp)
+
+    def reset(self) -> None:
+        """Forget every keyframe and empty the world file, if any."""
+        with self._lock:
+            self.memory.clear()
+            if self._world_file is not None:
+                self._world_file.clear()
+
+    def save(self, path: str) -> int:
+        """Write a complete world file at exactly ``path``; returns the keyframe count.
+
+        Raises ``WorldFileError`` for an empty path or a failed write.
+        """
+        if not path:
+            raise WorldFileError("save path is empty", path)
+        with self._lock:
+            frames = self.memory.keyframes()
+            if self._world_file is not None and _same_file(path, self.config.world_path):
+                # The persistent file is complete after every commit already.
+                return len(frames)
+        from worldfm_ros.core.world_file import write_world
+
+        write_world(path, frames)
+        return len(frames)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._world_file is not None and hasattr(self._world_file, "close"):
+                self._world_file.close()
+            self._world_file = None
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, T_world_cam: np.ndarray, intrinsics: Intrinsics, want_depth: bool = True) -> RenderOutput:
+        """Render the world seen by cameras at ``T_world_cam`` (``[4, 4]`` or ``[B, 4, 4]``).
+
+        ``want_depth`` is a hint: the current renderers produce depth at no extra cost, so
+        ``result.depth`` is always filled.
+        Raises ``InvalidPoseError``, ``InvalidSizeError``, ``EmptyMemoryError``.
+        """
+        del want_depth
+        t0 = time.perf_counter()
+        T = np.asarray(T_world_cam, dtype=np.float64)
+        if T.ndim == 2:
+            T = T[None]
+        if T.ndim != 3 or T.shape[1:] != (4, 4) or len(T) == 0:
+            raise InvalidPoseError(f"poses must be [4, 4] or [B, 4, 4], got shape {T.shape}", T.shape)
+        for pose in T:
+            validate_pose_matrix(pose)
+        validate_image_size(intrinsics.width, intrinsics.height, self.config.max_render_side)
+        with self._lock:
+            if not len(self.memory):
+                raise EmptyMemoryError("the world holds no keyframe yet", 0)
+            references = self._references(T, intrinsics)
+        # Keyframes are never modified after insertion: rendering outside the lock is safe
+        # even if one of them is evicted meanwhile.
+        result = self.renderer.render(references, T, intrinsics)
+        return RenderOutput(result=result, render_ms=(time.perf_counter() - t0) * 1e3)
+
+    def _references(self, T: np.ndarray, intrinsics: Intrinsics) -> list[Keyframe]:
+        chosen: dict[int, Keyframe] = {}
+        for pose in T:
+            for keyframe in self.memory.retrieve(pose, intrinsics):
+                chosen.setdefault(keyframe.id, keyframe)
+        return list(chosen.values())
+
+
+def view_novelty(frame: Keyframe, references: Sequence[Keyframe]) -> float:
+    """Fraction of ``frame``'s valid depth samples that no reference observed, in [0, 1].
+
+    Samples a ``32 x 24`` grid of the frame's depth, moves the points into each reference
+    camera and counts a point as observed when it projects inside that image onto a depth
+    within 5 % of its own. A frame without valid depth is fully novel (1.0).
+    """
+    gw, gh = _NOVELTY_GRID
+    h, w = frame.depth.shape
+    us = ((np.arange(gw) + 0.5) * w / gw).astype(np.int64)
+    vs = ((np.arange(gh) + 0.5) * h / gh).astype(np.int64)
+    uu, vv = np.meshgrid(us, vs)
+    z = frame.depth[vv, uu].astype(np.float64)
+    valid = z > 0
+    if not valid.any():
+        return 1.0
+    K = frame.intrinsics
+    pts = np.stack([(uu[valid] - K.cx) / K.fx * z[valid], (vv[valid] - K.cy) / K.fy * z[valid], z[valid]], axis=1)
+    pts_world = pts @ frame.T_world_cam[:3, :3].T + frame.T_world_cam[:3, 3]
+    seen = np.zeros(len(pts_world), dtype=bool)
+    for ref in references:
+        T_ref_world = invert_pose(ref.T_world_cam)
+        pc = pts_world @ T_ref_world[:3, :3].T + T_ref_world[:3, 3]
+        zc = pc[:, 2]
+        front = zc > 1e-6
+        Kr = ref.intrinsics
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.round(Kr.fx * pc[:, 0] / zc + Kr.cx)
+            v = np.round(Kr.fy * pc[:, 1] / zc + Kr.cy)
+        inside = front & (u >= 0) & (u < Kr.width) & (v >= 0) & (v < Kr.height)
+        idx = np.flatnonzero(inside)
+        ref_z = ref.depth[v[idx].astype(np.int64), u[idx].astype(np.int64)]
+        agree = (ref_z > 0) & (np.abs(ref_z - zc[idx]) <= _NOVELTY_DEPTH_TOLERANCE * zc[idx])
+        seen[idx[agree]] = True
+    return float(1.0 - seen.mean())
+
+
+def _same_file(a: str, b: str) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)

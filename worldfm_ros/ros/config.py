@@ -1,0 +1,355 @@
+"""The node's parameters: one table of specs, one validated config object.
+
+Every parameter is listed once in :data:`PARAMETERS` with its default, description and range.
+:class:`NodeConfig` is built from a ``config/worldfm.yaml``-style file (:meth:`NodeConfig.from_yaml`,
+no ROS needed) or from a node's ROS parameters (:func:`declare_parameters` then
+:meth:`NodeConfig.from_node`). Any invalid value raises :class:`ConfigError` naming the
+parameter, so the node stops at start-up instead of running half-configured.
+
+rclpy is imported only inside the ROS-facing functions: the YAML path works without ROS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from worldfm_ros.core.errors import InvalidPoseError, WorldFMError
+from worldfm_ros.core.memory import MemoryConfig
+from worldfm_ros.core.pose import pose_from_vector
+from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldServiceConfig
+
+#: Name of the node; YAML files put its parameters under ``worldfm_node: ros__parameters:``.
+NODE_NAME = "worldfm_node"
+
+BACKENDS = ("geometric", "nearest", "learned")
+DEVICES = ("cpu", "cuda")
+
+
+class ConfigError(WorldFMError, ValueError):
+    """An invalid parameter value; ``.name`` is the parameter, ``.value`` the bad value."""
+
+    def __init__(self, name: str, value: Any, reason: str):
+        super().__init__(f"parameter '{name}' = {value!r}: {reason}", value)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: name, default, type (``bool``, ``int``, ``float``, ``str`` or
+    ``list`` = list of floats), description and the allowed values."""
+
+    name: str
+    default: Any
+    kind: type
+    description: str
+    low: Optional[float] = None  # inclusive
+    high: Optional[float] = None  # inclusive
+    choices: tuple = ()
+    lengths: tuple = ()  # allowed list lengths
+
+    @property
+    def field(self) -> str:
+        return self.name.replace(".", "_")
+
+    def constraint_text(self) -> str:
+        if self.choices:
+            return "one of: " + ", ".join(map(str, self.choices))
+        if self.lengths:
+            return "list of " + " or ".join(str(n) for n in self.lengths) + " floats"
+        if self.low is not None:
+            return f"in [{self.low}, {self.high}]"
+        return ""
+
+    def validate(self, value: Any) -> Any:
+        """``value`` converted to this parameter's type, or :class:`ConfigError`."""
+        kind = self.kind
+        if kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ConfigError(self.name, value, "expected true or false")
+            return bool(value)
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(self.name, value, "expected an integer")
+            value = int(value)
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ConfigError(self.name, value, "expected a number")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(self.name, value, "must be finite")
+        elif kind is str:
+            if not isinstance(value, str):
+                raise ConfigError(self.name, value, "expected a string")
+        elif kind is list:
+            if value is None:
+                value = []
+            if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+                raise ConfigError(self.name, value, "expected a list of numbers")
+            items = list(value)
+            if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in items):
+                raise ConfigError(self.name, value, "expected a list of numbers")
+            value = tuple(float(v) for v in items)
+            if not all(math.isfinite(v) for v in value):
+                raise ConfigError(self.name, list(value), "entries must be finite")
+            if self.lengths and len(value) not in self.lengths:
+                raise ConfigError(self.name, list(value), f"expected {self.constraint_text()}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(self.name, value, f"expected {self.constraint_text()}")
+        if self.low is not None and not (self.low <= value <= self.high):
+            raise ConfigError(self.name, value, f"out of range [{self.low}, {self.high}]")
+        return value
+
+
+_SIDE = (1, MAX_RENDER_SIDE)
+
+#: Every parameter of ``worldfm_node`` (contract names first, then the package's own).
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("world_frame", "odom", str, "World (odometry) frame: frame_id of poses in and out"),
+    ParamSpec("camera_to_base", (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5), list,
+              "Camera optical frame pose in the odometry child frame [x, y, z, qx, qy, qz, qw] (m, ROS quaternion order)",
+              lengths=(7,)),
+    ParamSpec("world_path", "", str, "World file loaded at start and committed to on each keyframe; empty = memory only"),
+    ParamSpec("backend", "geometric", str, "Renderer backend", choices=BACKENDS),
+    ParamSpec("device", "cpu", str, "Compute device of the renderer", choices=DEVICES),
+    ParamSpec("render.width", 320, int, "Width of the default render_view camera [px]", *_SIDE),
+    ParamSpec("render.height", 240, int, "Height of the default render_view camera [px]", *_SIDE),
+    ParamSpec("sync.max_gap", 0.02, float, "Largest stamp difference of a paired colour and depth image [s]", 0.0, 1.0),
+    ParamSpec("sync.max_extrapolation", 0.1, float, "Largest extrapolation of odometry past its newest sample [s]", 0.0, 1.0),
+    ParamSpec("sim.enabled", False, bool, "Run the simulated camera inside the stored world"),
+    ParamSpec("sim.rate_hz", 10.0, float, "Publication rate of the simulated camera [Hz]", 0.1, 100.0),
+    ParamSpec("sim.width", 320, int, "Width of the simulated camera image [px]", *_SIDE),
+    ParamSpec("sim.height", 240, int, "Height of the simulated camera image [px]", *_SIDE),
+    ParamSpec("sim.start_pose", (), list,
+              "Start pose of the simulated base in the world frame [x, y, z, qx, qy, qz, qw]; "
+              "empty = latest real odometry, else the base pose of the first keyframe",
+              lengths=(0, 7)),
+    ParamSpec("sim.cmd_timeout", 0.5, float, "Age after which a sim/cmd_vel command counts as zero [s]", 0.0, 60.0),
+    ParamSpec("sim.base_frame", "base_link", str, "child_frame_id of sim/odom"),
+    ParamSpec("sim.camera_frame", "sim_camera_optical_frame", str, "frame_id of the simulated camera images"),
+    ParamSpec("keyframe.min_translation", 0.05, float,
+              "A frame closer than this to a keyframe of similar orientation is not stored [m]", 1e-4, 100.0),
+    ParamSpec("keyframe.min_rotation_deg", 5.0, float,
+              "... and whose orientation differs by less than this [deg]", 0.01, 180.0),
+    ParamSpec("keyframe.width", 320, int, "Keyframes are stored downscaled to fit this width [px]", 16, MAX_RENDER_SIDE),
+    ParamSpec("keyframe.height", 240, int, "Keyframes are stored downscaled to fit this height [px]", 16, MAX_RENDER_SIDE),
+    ParamSpec("memory.max_keyframes", 5000, int, "Keyframes kept; the most redundant is evicted beyond it", 1, 1_000_000),
+    ParamSpec("retrieval.k", 4, int, "Reference keyframes used per rendered view", 1, 32),
+    ParamSpec("backend_fallback", True, bool,
+              "Fall back to the geometric backend on cpu when the requested backend or device cannot be set up"),
+    ParamSpec("model_path", "", str, "Checkpoint of the learned backend; empty = the shipped default"),
+    ParamSpec("autostart", True, bool, "Configure and activate the lifecycle node at start-up"),
+)
+
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Validated parameters of ``worldfm_node`` (field = parameter name with ``.`` -> ``_``)."""
+
+    world_frame: str = "odom"
+    camera_to_base: tuple = (0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5)
+    world_path: str = ""
+    backend: str = "geometric"
+    device: str = "cpu"
+    render_width: int = 320
+    render_height: int = 240
+    sync_max_gap: float = 0.02
+    sync_max_extrapolation: float = 0.1
+    sim_enabled: bool = False
+    sim_rate_hz: float = 10.0
+    sim_width: int = 320
+    sim_height: int = 240
+    sim_start_pose: tuple = ()
+    sim_cmd_timeout: float = 0.5
+    sim_base_frame: str = "base_link"
+    sim_camera_frame: str = "sim_camera_optical_frame"
+    keyframe_min_translation: float = 0.05
+    keyframe_min_rotation_deg: float = 5.0
+    keyframe_width: int = 320
+    keyframe_height: int = 240
+    memory_max_keyframes: int = 5000
+    retrieval_k: int = 4
+    backend_fallback: bool = True
+    model_path: str = ""
+    autostart: bool = True
+
+    def __post_init__(self) -> None:
+        for spec in PARAMETERS:
+            object.__setattr__(self, spec.field, spec.validate(getattr(self, spec.field)))
+        for spec in (SPECS["camera_to_base"], SPECS["sim.start_pose"]):
+            value = getattr(self, spec.field)
+            if value:
+                try:
+                    pose_from_vector(value)
+                except InvalidPoseError as error:
+                    raise ConfigError(spec.name, list(value), str(error)) from None
+        if not self.world_frame:
+            raise ConfigError("world_frame", self.world_frame, "must not be empty")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def T_base_cam(self) -> np.ndarray:
+        """``[4, 4]`` camera optical pose in the base frame (from ``camera_to_base``)."""
+        return pose_from_vector(self.camera_to_base)
+
+    @property
+    def T_world_sim_start(self) -> Optional[np.ndarray]:
+        """``[4, 4]`` start pose of the simulated base, or None (``sim.start_pose`` empty)."""
+        return pose_from_vector(self.sim_start_pose) if self.sim_start_pose else None
+
+    def world_service_config(self) -> WorldServiceConfig:
+        """The world service's share of the parameters."""
+        return WorldServiceConfig(
+            backend=self.backend,
+            device=self.device,
+            backend_fallback=self.backend_fallback,
+            model_path=self.model_path,
+            keyframe_width=self.keyframe_width,
+            keyframe_height=self.keyframe_height,
+            memory=MemoryConfig(
+                min_translation=self.keyframe_min_translation,
+                min_rotation_deg=self.keyframe_min_rotation_deg,
+                max_keyframes=self.memory_max_keyframes,
+                retrieval_k=self.retrieval_k,
+            ),
+            world_path=self.world_path,
+        )
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, Any]) -> "NodeConfig":
+        """From ``{parameter name: value}``; missing names take their defaults, unknown
+        names raise :class:`ConfigError` (a typo must not be ignored silently)."""
+        unknown = sorted(set(values) - set(SPECS))
+        if unknown:
+            raise ConfigError(unknown[0], values[unknown[0]], "unknown parameter of " + NODE_NAME)
+        return cls(**{SPECS[name].field: value for name, value in values.items()})
+
+    @classmethod
+    def from_yaml(cls, path: str, node_name: str = NODE_NAME) -> "NodeConfig":
+        """From a ROS 2 parameter file (``<node_name>: ros__parameters: ...``, nested keys
+        joined with ``.``; ``/**`` wildcard sections apply too)."""
+        return cls.from_parameters(read_parameter_file(path, node_name))
+
+    @classmethod
+    def from_node(cls, node) -> "NodeConfig":
+        """From the declared ROS parameters of ``node`` (see :func:`declare_parameters`)."""
+        return config_from_node(node)
+
+    def as_parameters(self) -> dict[str, Any]:
+        """``{parameter name: value}`` (lists as lists)."""
+        out = {}
+        for spec in PARAMETERS:
+            value = getattr(self, spec.field)
+            out[spec.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def read_parameter_file(path: str, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """Flattened ``{name: value}`` of the sections of a ROS 2 parameter file that apply to
+    ``node_name`` (``/**``, ``node_name``, ``/node_name`` or ``/<ns>/node_name``)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        document = yaml.safe_load(f) or {}
+    if not isinstance(document, dict):
+        raise ConfigError("<file>", path, "a parameter file must be a mapping of node names")
+    values: dict[str, Any] = {}
+    for key, section in document.items():
+        key = str(key)
+        if key in ("/**", node_name, "/" + node_name) or key.endswith("/" + node_name):
+            params = (section or {}).get("ros__parameters", {}) if isinstance(section, dict) else {}
+            values.update(_flatten(params))
+    return values
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------------- ROS side
+def _descriptor(spec: ParamSpec):
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.parameter import Parameter
+
+    types = {
+        bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+        str: Parameter.Type.STRING, list: Parameter.Type.DOUBLE_ARRAY,
+    }
+    descriptor = ParameterDescriptor(
+        name=spec.name,
+        type=types[spec.kind].value,
+        description=spec.description,
+        additional_constraints=spec.constraint_text(),
+    )
+    if spec.kind is int and spec.low is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=0)]
+    if spec.kind is float and spec.low is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+        ]
+    return descriptor, types[spec.kind]
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter on ``node`` with its descriptor (description, type, range).
+
+    Overrides (``-p``, ``--params-file``) of the wrong type or out of range raise
+    :class:`ConfigError` naming the parameter. Later ``set_parameters`` calls are checked
+    by the same rules.
+    """
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    for spec in PARAMETERS:
+        descriptor, ptype = _descriptor(spec)
+        # An empty list has no ROS type of its own: declare it typed but unset.
+        default = ptype if spec.kind is list and not spec.default else spec.default
+        if isinstance(default, tuple):
+            default = list(default)
+        try:
+            node.declare_parameter(spec.name, default, descriptor)
+        except InvalidParameterTypeException as error:
+            raise ConfigError(spec.name, None, f"wrong type, expected {ptype.name.lower()} ({error})") from None
+        except InvalidParameterValueException as error:
+            raise ConfigError(spec.name, None, f"{spec.constraint_text()} ({error})") from None
+
+    def check(parameters):
+        from rcl_interfaces.msg import SetParametersResult
+
+        for parameter in parameters:
+            spec = SPECS.get(parameter.name)
+            if spec is None:
+                continue
+            try:
+                spec.validate(parameter.value)
+            except ConfigError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(check)
+
+
+def config_from_node(node) -> NodeConfig:
+    """Read the declared parameters of ``node`` into a validated :class:`NodeConfig`."""
+    from rclpy.exceptions import ParameterUninitializedException
+
+    values = {}
+    for spec in PARAMETERS:
+        try:
+            value = node.get_parameter(spec.name).value
+        except ParameterUninitializedException:
+            value = []
+        values[spec.name] = list(value) if spec.kind is list and value is not None else value
+    return NodeConfig.from_parameters(values)
