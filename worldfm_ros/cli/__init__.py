@@ -1,0 +1,1 @@
+"""Console scripts (no running ROS graph needed except for the demo)."""
