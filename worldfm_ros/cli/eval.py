@@ -18,8 +18,9 @@ from tqdm import tqdm
 from worldfm_ros.core.contact_sheet import contact_sheet, save_png
 from worldfm_ros.core.errors import WorldFMError
 from worldfm_ros.core.evaluation import evaluate, markdown_table
-from worldfm_ros.core.memory import RETRIEVAL_MODES, KeyframeMemory, MemoryConfig
+from worldfm_ros.core.memory import RETRIEVAL_MODES, MemoryConfig
 from worldfm_ros.core.renderers import BACKENDS, make_renderer
+from worldfm_ros.core.world_service import WorldService, WorldServiceConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,16 +54,22 @@ def main(argv=None) -> int:
             frames = frames[: args.max_frames]
         config = MemoryConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
                               retrieval_k=args.k, retrieval=args.retrieval)
-        memory = KeyframeMemory(config)
         backends = {}
         for name in args.backend:
             options = {"model_path": args.model} if (name == "learned" and args.model) else {}
             backends[name] = make_renderer(name, args.device, **options)
+        # The node's own world service: same insertion policy, downscaling and retrieval.
+        width, height = frames[0].intrinsics.size
+        world = WorldService(
+            WorldServiceConfig(backend=args.backend[0], device=args.device, memory=config,
+                               keyframe_width=width, keyframe_height=height),
+            renderer=backends[args.backend[0]],
+        )
         run = evaluate(
             frames, backends,
-            ingest=memory.consider,
-            retrieve=lambda T, K: memory.retrieve(T, K),
-            keyframe_count=lambda: len(memory),
+            ingest=world.ingest,
+            retrieve=world.retrieve,
+            keyframe_count=lambda: len(world),
             sheet_targets=args.sheet_rows if args.sheet else 0,
             progress=(lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, file=sys.stderr, **kw)),
         )

@@ -68,9 +68,9 @@ class MemoryConfig:
     max_candidates: int = 32
     rotation_weight_deg: float = 20.0
     translation_weight: float = 0.3
-    anchor_grid: tuple[int, int] = (32, 24)
+    anchor_grid: tuple[int, int] = (24, 18)
     coverage_grid: tuple[int, int] = (16, 12)
-    grid_cell: float = 0.5
+    grid_cell: float = 1.0
     eviction_radius: float = 0.5
 
     def __post_init__(self) -> None:
@@ -317,20 +317,19 @@ class KeyframeMemory:
         gw, gh = self.config.coverage_grid
         R_cw = T[:3, :3].T
         t_cw = -R_cw @ T[:3, 3]
+        anchors = [self._anchors[int(kid)] for kid in ranked]
+        owner = np.repeat(np.arange(len(ranked)), [len(a) for a in anchors])
+        pc = np.concatenate(anchors) @ R_cw.T.astype(np.float32) + t_cw.astype(np.float32)  # [P, 3] query camera
+        z = pc[:, 2]
+        front = z > 1e-3
+        zf = np.where(front, z, 1.0)
+        u = intrinsics.fx * pc[:, 0] / zf + intrinsics.cx
+        v = intrinsics.fy * pc[:, 1] / zf + intrinsics.cy
+        inside = front & (u >= -0.5) & (u < intrinsics.width - 0.5) & (v >= -0.5) & (v < intrinsics.height - 0.5)
+        cu = ((u[inside] + 0.5) * gw / intrinsics.width).astype(np.int64).clip(0, gw - 1)
+        cv = ((v[inside] + 0.5) * gh / intrinsics.height).astype(np.int64).clip(0, gh - 1)
         cover = np.zeros((len(ranked), gw * gh), dtype=np.float64)
-        for row, kid in enumerate(ranked):
-            pts = self._anchors[int(kid)]
-            if len(pts) == 0:
-                continue
-            pc = pts.astype(np.float64) @ R_cw.T + t_cw
-            z = pc[:, 2]
-            front = z > 1e-3
-            u = intrinsics.fx * pc[front, 0] / z[front] + intrinsics.cx
-            v = intrinsics.fy * pc[front, 1] / z[front] + intrinsics.cy
-            inside = (u >= -0.5) & (u < intrinsics.width - 0.5) & (v >= -0.5) & (v < intrinsics.height - 0.5)
-            cu = ((u[inside] + 0.5) * gw / intrinsics.width).astype(np.int64).clip(0, gw - 1)
-            cv = ((v[inside] + 0.5) * gh / intrinsics.height).astype(np.int64).clip(0, gh - 1)
-            cover[row, np.unique(cv * gw + cu)] = 1.0
+        cover[owner[inside], cv * gw + cu] = 1.0
         # Diminishing returns: a cell's first covering reference is worth 1, its second 0.5.
         times_covered = np.zeros(gw * gh)
         proximity = 1.0 / (1.0 + scores)  # in (0, 1]: tie-breaker, closer is better
