@@ -158,6 +158,10 @@ def _decode_row(row: Sequence, path: str) -> Keyframe:
     return keyframe
 
 
+def _default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
 # ---------------------------------------------------------------------------- file checks
 def _fspath(path) -> str:
     try:
@@ -267,13 +271,16 @@ def _build_file(tmp: str, keyframes: Iterable[Keyframe], metadata: Optional[dict
             "INSERT INTO metadata(key, value) VALUES (?, ?)",
             [(k, json.dumps(v, default=_json_default)) for k, v in meta.items()],
         )
-        for kf in keyframes:
-            try:
-                con.execute(f"INSERT INTO keyframes({_COLUMNS}) VALUES ({','.join('?' * 15)})",
-                            _encode_row(kf, final_path))
-            except sqlite3.IntegrityError as exc:
-                raise WorldFileError(f"world file {final_path}: keyframe id {kf.id} appears twice", kf.id) from exc
-            n += 1
+        # Encoding dominates (PNG and zlib release the GIL): spread it over threads.
+        with ThreadPoolExecutor(max_workers=_default_workers()) as pool:
+            for row in pool.map(lambda kf: _encode_row(kf, final_path), keyframes):
+                try:
+                    con.execute(f"INSERT INTO keyframes({_COLUMNS}) VALUES ({','.join('?' * 15)})", row)
+                except sqlite3.IntegrityError as exc:
+                    raise WorldFileError(
+                        f"world file {final_path}: keyframe id {row[0]} appears twice", row[0]
+                    ) from exc
+                n += 1
         con.execute("COMMIT")
     except sqlite3.Error as exc:
         raise _sqlite_error(final_path, exc) from exc
@@ -298,18 +305,23 @@ def _retire_wal(path: str) -> None:
     except OSError:
         is_sqlite = False
     if is_sqlite:
+        # Leaving WAL mode needs exclusive access: it fails with "locked" while another
+        # connection has the file open, and then the WAL is live and must stay.
+        mode, error = None, None
         con = _connect(path, "rw")
         try:
-            # Needs exclusive access: fails while another connection has the file open.
             mode = con.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
         except sqlite3.Error as exc:
-            raise WorldFileError(
-                f"world file {path}: cannot be replaced while it is open elsewhere ({exc})", path
-            ) from exc
+            error = exc
         finally:
             con.close()
-        if str(mode).lower() != "delete":
-            raise WorldFileError(f"world file {path}: cannot be replaced while it is open elsewhere", path)
+        if (error is not None and ("locked" in str(error) or "busy" in str(error))) or (
+            error is None and str(mode).lower() != "delete"
+        ):
+            raise WorldFileError(
+                f"world file {path}: cannot be replaced while it is open elsewhere ({error or mode})", path
+            )
+        # Otherwise the WAL is folded in and gone, or the old file is damaged: its WAL is stale.
     for stale in (wal, shm):
         try:
             os.remove(stale)
@@ -583,7 +595,7 @@ class WorldFile:
         rows = self._run(
             lambda con: con.execute(f"SELECT {_COLUMNS} FROM keyframes ORDER BY id").fetchall(), write=False
         )
-        workers = workers or min(4, os.cpu_count() or 1)
+        workers = workers or _default_workers()
         if workers <= 1 or len(rows) < 2:
             return [_decode_row(row, self._path) for row in rows]
         with ThreadPoolExecutor(max_workers=workers) as pool:
