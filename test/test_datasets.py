@@ -25,15 +25,13 @@ from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.pose import pose_from_vector, validate_pose_matrix
 from worldfm_ros.core.world_file import write_world
 
-#: Real 7-Scenes data lives beside the checkout (licence: referenced, never copied in).
-REDKITCHEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "redkitchen_a"
-
-
 @pytest.fixture(scope="module")
-def redkitchen() -> Path:
-    if not (REDKITCHEN / "frame-000000.color.jpg").exists():
-        pytest.skip(f"7-Scenes redkitchen_a data not found at {REDKITCHEN}")
-    return REDKITCHEN
+def redkitchen(shared_data) -> Path:
+    """Real 7-Scenes frames in ``../shared/data`` (licence: referenced, never copied in)."""
+    folder = shared_data / "redkitchen_a"
+    if not (folder / "frame-000000.color.jpg").exists():
+        pytest.skip(f"7-Scenes redkitchen_a data not found at {folder}")
+    return folder
 
 
 # ---------------------------------------------------------------------------- 7-Scenes, real
