@@ -1,0 +1,36 @@
+"""Shared test set-up: an isolated ROS 2 graph per test session, and the shared RGB-D data.
+
+The environment is set here, at import time, before any test module imports rclpy:
+- ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` keeps discovery traffic on this machine;
+- ``ROS_DOMAIN_ID`` in ``1..101`` derived from the pid, so test sessions running side by side
+  (developers, CI jobs, helpers sharing a machine) do not see each other's nodes. Processes the
+  tests start inherit both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#: Domain ids 1..101 map to UDP ports below Linux's ephemeral range; 0 (the default) is
+#: left to whatever else runs on the machine.
+TEST_DOMAIN_ID = 1 + os.getpid() % 101
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(TEST_DOMAIN_ID)
+
+#: ``../shared/data`` next to the checkout (7-Scenes data; licence: referenced, never copied in).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ``../shared/data``; the test is skipped, with the reason, when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"shared RGB-D data not found at {SHARED_DATA} (expected ../shared/data beside the "
+            "checkout; it is not part of the repository)"
+        )
+    return SHARED_DATA
