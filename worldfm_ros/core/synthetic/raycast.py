@@ -144,7 +144,8 @@ def cast_room(origin, directions, scene: CompiledScene, hits: Hits) -> None:
     t_out = []
     with np.errstate(divide="ignore", invalid="ignore"):
         for o, d, h in zip(o_local, d_local, half):
-            t_out.append(np.where(d > 0, (h - o) / d, (-h - o) / d))
+            # signbit, not d > 0: a +0.0 component must give +inf, never -inf.
+            t_out.append(np.where(np.signbit(d), (-h - o) / d, (h - o) / d))
     tx, ty, tz = t_out
     axis = np.where((tx <= ty) & (tx <= tz), 0, np.where(ty <= tz, 1, 2)).astype(np.int8)
     t = np.minimum(np.minimum(tx, ty), tz)
