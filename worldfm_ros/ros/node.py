@@ -1,0 +1,539 @@
+"""``worldfm_node``: the ROS 2 adapter around :class:`~worldfm_ros.core.world_service.WorldService`.
+
+A lifecycle node (``configure`` loads the world and the renderer, ``activate`` starts the
+streams; ``autostart`` runs both at start-up). Callbacks only convert messages, call the
+ROS-free core and convert back; every failure is answered (``success: false``) or logged
+(throttled) and counted, and never escapes a callback.
+
+Threads: a :class:`MultiThreadedExecutor` runs four mutually exclusive callback groups, so
+ingestion never waits for a render and renders never wait for ingestion:
+
+* ``ingest``: colour and depth images (pairing, decoding, keyframe insertion);
+* ``state``: odometry, camera info, ``sim/cmd_vel`` (cheap, never queued behind an image);
+* ``render``: ``~/render_view``;
+* ``sim``: the simulated camera's timer (a tick that finds a render still running is
+  skipped, so no stale frame is ever queued);
+* ``control``: save / reset / set_pose services and the 1 Hz status.
+
+The world service holds one lock for the memory; a render copies its K references out
+under it and renders outside it.
+
+Interfaces: see ``CONTRACT.md`` (topic names, QoS, services, parameters).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from typing import Optional
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
+
+from worldfm_ros.core.camera import Intrinsics, validate_image_size
+from worldfm_ros.core.errors import EmptyMemoryError, InvalidIntrinsicsError, InvalidSizeError, WorldFMError
+from worldfm_ros.core.frame_sync import FrameSync, SyncDrop, SyncedPair
+from worldfm_ros.core.keyframe import Keyframe
+from worldfm_ros.core.odometry_buffer import OdometryBuffer, PoseUnavailableError
+from worldfm_ros.core.pose import invert_pose
+from worldfm_ros.core.sim_base import SimBase
+from worldfm_ros.core.undistort import Undistorter
+from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldService
+from worldfm_ros.msg import KeyframeInfo, WorldStatus
+from worldfm_ros.ros.config import NODE_NAME, ConfigError, NodeConfig, declare_parameters
+from worldfm_ros.ros.dds import apply_dds_profile
+from worldfm_ros.ros.image_conversion import (
+    camera_info_to_intrinsics,
+    depth_to_image,
+    image_to_depth,
+    image_to_rgb,
+    rgb_to_image,
+    undistort_rgbd,
+)
+from worldfm_ros.ros.messages import (
+    intrinsics_to_camera_info,
+    make_odometry,
+    matrix_to_pose,
+    odometry_to_pose,
+    pose_to_matrix,
+    seconds_to_time,
+    time_to_seconds,
+    twist_to_arrays,
+)
+from worldfm_ros.srv import RenderView, SaveWorld, SetPose
+
+#: Minimum seconds between two warnings from the same place.
+WARN_PERIOD = 5.0
+#: Window over which ingest and sim rates are measured [s].
+RATE_WINDOW = 3.0
+
+_RELIABLE = dict(
+    reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST
+)
+QOS_IMAGES = QoSProfile(depth=5, **_RELIABLE)
+QOS_DEFAULT = QoSProfile(depth=10, **_RELIABLE)
+QOS_KEYFRAMES = QoSProfile(depth=100, **_RELIABLE)
+QOS_SENSOR = qos_profile_sensor_data
+
+
+class StartupError(RuntimeError):
+    """Autostart could not configure or activate the node (the log says why)."""
+
+
+class RateMeter:
+    """Event rate over a sliding window [Hz]; thread-safe."""
+
+    def __init__(self, window: float = RATE_WINDOW):
+        self.window = window
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float) -> None:
+        with self._lock:
+            self._times.append(now)
+            while self._times and self._times[0] < now - self.window:
+                self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            times = [t for t in self._times if t >= now - self.window]
+        if len(times) < 2 or now - times[-1] > self.window:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+
+
+class WorldFMNode(LifecycleNode):
+    """The world-model node. Parameters are declared (and checked) at construction and read
+    again at every ``configure``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        try:
+            declare_parameters(self)
+            self.config = NodeConfig.from_node(self)
+        except ConfigError as error:
+            self.get_logger().fatal(f"invalid configuration: {error}")
+            raise
+        self.world: Optional[WorldService] = None
+        self._groups = {
+            name: MutuallyExclusiveCallbackGroup() for name in ("ingest", "state", "render", "sim", "control")
+        }
+        self._configured: list = []  # publishers + services made in configure
+        self._active: list = []  # subscriptions + timers made in activate
+        self._camera: Optional[tuple[CameraInfo, Intrinsics]] = None  # latest valid real CameraInfo
+        self._undistort = Undistorter()
+        self._drops: Counter = Counter()  # colour frames dropped, by reason
+        self._sync_drops_reported = 0
+        self._frames_received = 0
+        self._bad_messages: Counter = Counter()  # odometry / camera_info / cmd_vel refused
+        self._ingest_meter = RateMeter()
+        self._sim_meter = RateMeter()
+        self._last_render_ms = 0.0
+        self._sim_busy = threading.Lock()
+        self._sim_base: Optional[SimBase] = None
+        self._sim_started = False
+        self._odom: Optional[OdometryBuffer] = None
+        self._sync: Optional[FrameSync] = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            config = NodeConfig.from_node(self)
+            world = WorldService(config.world_service_config())
+        except (WorldFMError, OSError, ValueError, RuntimeError, ImportError) as error:
+            log.error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self.config, self.world = config, world
+        for warning in world.warnings:
+            log.warning(warning)
+        self._T_base_cam = config.T_base_cam
+        self._T_cam_base = invert_pose(self._T_base_cam)
+        self._odom = OdometryBuffer(max_extrapolation=config.sync_max_extrapolation)
+        self._sync = FrameSync(max_gap=config.sync_max_gap)
+        self._sync_drops_reported = 0
+        control = self._groups["control"]
+        self._status_pub = self.create_publisher(WorldStatus, "~/status", QOS_DEFAULT)
+        self._keyframe_pub = self.create_publisher(KeyframeInfo, "~/keyframes", QOS_KEYFRAMES)
+        self._configured = [self._status_pub, self._keyframe_pub]
+        self._configured += [
+            self.create_service(RenderView, "~/render_view", self._on_render_view,
+                                callback_group=self._groups["render"]),
+            self.create_service(SaveWorld, "~/save_world", self._on_save_world, callback_group=control),
+            self.create_service(Trigger, "~/reset_world", self._on_reset_world, callback_group=control),
+        ]
+        if config.sim_enabled:
+            self._sim_odom_pub = self.create_publisher(Odometry, "sim/odom", QOS_DEFAULT)
+            self._sim_image_pub = self.create_publisher(Image, "sim/camera/image_raw", QOS_IMAGES)
+            self._sim_info_pub = self.create_publisher(CameraInfo, "sim/camera/camera_info", QOS_IMAGES)
+            self._sim_depth_pub = self.create_publisher(Image, "sim/camera/depth/image_raw", QOS_IMAGES)
+            self._configured += [self._sim_odom_pub, self._sim_image_pub, self._sim_info_pub, self._sim_depth_pub,
+                                 self.create_service(SetPose, "sim/set_pose", self._on_set_pose, callback_group=control)]
+            self._sim_base = SimBase(np.eye(4), cmd_timeout=config.sim_cmd_timeout, start_time=self._now())
+            self._sim_started = False
+        log.info(
+            f"configured: backend {world.backend} on {config.device}, {len(world)} keyframes"
+            + (f" from {config.world_path}" if config.world_path else "")
+            + (", simulated camera on" if config.sim_enabled else "")
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ingest, st = self._groups["ingest"], self._groups["state"]
+        self._active = [
+            self.create_subscription(Image, "camera/image_raw", self._on_colour, QOS_SENSOR, callback_group=ingest),
+            self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, QOS_SENSOR,
+                                     callback_group=ingest),
+            self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, QOS_SENSOR,
+                                     callback_group=st),
+            self.create_subscription(Odometry, "odom", self._on_odometry, QOS_SENSOR, callback_group=st),
+            self.create_timer(1.0, self._publish_status, callback_group=self._groups["control"]),
+        ]
+        if self.config.sim_enabled:
+            self._active += [
+                self.create_subscription(Twist, "sim/cmd_vel", self._on_cmd_vel, QOS_SENSOR, callback_group=st),
+                self.create_timer(1.0 / self.config.sim_rate_hz, self._on_sim_tick, callback_group=self._groups["sim"]),
+            ]
+        self.get_logger().info("active")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy(self._active)
+        self._active = []
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release_all(self) -> None:
+        self._destroy(self._active)
+        self._destroy(self._configured)
+        self._active, self._configured = [], []
+        world, self.world = self.world, None
+        if world is not None:
+            world.close()
+        self._sim_base = None
+
+    def _destroy(self, entities) -> None:
+        for entity in entities:
+            kind = type(entity).__name__
+            if kind == "Timer":
+                self.destroy_timer(entity)
+            elif kind == "Subscription":
+                self.destroy_subscription(entity)
+            elif kind == "Publisher":
+                self.destroy_publisher(entity)
+            elif kind == "Service":
+                self.destroy_service(entity)
+
+    def autostart(self) -> None:
+        """Configure and activate; raises :class:`StartupError` if either fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise StartupError("worldfm_node could not be configured (see the error above)")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise StartupError("worldfm_node could not be activated (see the error above)")
+
+    # ------------------------------------------------------------------ helpers
+    def _now(self) -> float:
+        """Node clock [s] (simulated time when ``use_sim_time`` is set)."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _warn(self, message: str) -> None:
+        self.get_logger().warning(message, throttle_duration_sec=WARN_PERIOD)
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self._drops[reason] += 1
+        self._warn(f"dropped colour frame: {detail} (dropped so far: {dict(self._drops)})")
+
+    def _camera_intrinsics(self, width: int, height: int) -> Intrinsics:
+        """The default camera: the latest real CameraInfo (else the first keyframe's camera)
+        rescaled to ``width`` x ``height``."""
+        if self._camera is not None:
+            return self._camera[1].resized(width, height)
+        world = self.world
+        first = world.first_keyframe() if world is not None else None
+        if first is None:
+            raise EmptyMemoryError("the world holds no keyframe yet", 0)
+        return first.intrinsics.resized(width, height)
+
+    # ------------------------------------------------------------------ ingestion
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            intrinsics = camera_info_to_intrinsics(msg)
+        except WorldFMError as error:
+            self._bad_messages["camera_info"] += 1
+            self._warn(f"ignored camera_info: {error}")
+            return
+        self._camera = (msg, intrinsics)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        odom = self._odom
+        if odom is None:
+            return
+        try:
+            stamp, T_world_base = odometry_to_pose(msg)
+            odom.add(stamp, T_world_base)
+        except (WorldFMError, ValueError) as error:
+            self._bad_messages["odom"] += 1
+            self._warn(f"ignored odometry: {error}")
+
+    def _on_colour(self, msg: Image) -> None:
+        self._frames_received += 1
+        sync = self._sync
+        if sync is None:
+            return
+        for pair in sync.add_colour(time_to_seconds(msg.header.stamp), msg):
+            self._process_pair(pair)
+        self._report_sync_drops(sync)
+
+    def _on_depth(self, msg: Image) -> None:
+        sync = self._sync
+        if sync is None:
+            return
+        for pair in sync.add_depth(time_to_seconds(msg.header.stamp), msg):
+            self._process_pair(pair)
+        self._report_sync_drops(sync)
+
+    def _report_sync_drops(self, sync: FrameSync) -> None:
+        total = sum(sync.drops.values())
+        if total > self._sync_drops_reported:
+            self._sync_drops_reported = total
+            counts = {reason.name.lower(): n for reason, n in sync.drops.items()}
+            self._warn(f"images without a partner within sync.max_gap = {sync.max_gap} s were dropped: {counts}")
+
+    def _colour_sync_drops(self) -> int:
+        sync = self._sync
+        if sync is None:
+            return 0
+        return sum(n for reason, n in sync.drops.items()
+                   if reason in (SyncDrop.COLOUR_UNPAIRED, SyncDrop.COLOUR_OVERFLOW, SyncDrop.INVALID_STAMP))
+
+    def _process_pair(self, pair: SyncedPair) -> None:
+        world, odom = self.world, self._odom
+        if world is None or odom is None:
+            return
+        try:
+            T_world_base = odom.pose_at(pair.stamp)
+        except PoseUnavailableError as error:
+            self._drop("no_pose", str(error))
+            return
+        camera = self._camera
+        if camera is None:
+            self._drop("no_camera_info", "no valid camera/camera_info received yet")
+            return
+        try:
+            colour = image_to_rgb(pair.colour)
+            depth = image_to_depth(pair.depth)
+            colour, depth, intrinsics = undistort_rgbd(colour, depth, camera[0], self._undistort)
+            frame = Keyframe(colour, depth, intrinsics, T_world_base @ self._T_base_cam, pair.stamp)
+            keyframe = world.ingest_keyframe(frame)
+        except WorldFMError as error:
+            self._drop(type(error).__name__, str(error))
+            return
+        self._ingest_meter.tick(time.monotonic())
+        if keyframe is not None:
+            self._publish_keyframe(keyframe)
+
+    def _publish_keyframe(self, keyframe: Keyframe) -> None:
+        msg = KeyframeInfo()
+        msg.id = int(keyframe.id)
+        try:
+            msg.stamp = seconds_to_time(keyframe.stamp)
+        except ValueError:
+            pass  # a negative stamp stays 0
+        msg.pose = matrix_to_pose(keyframe.T_world_cam)
+        msg.coverage_gain = float(keyframe.extras.get("coverage_gain", 0.0))
+        self._keyframe_pub.publish(msg)
+
+    # ------------------------------------------------------------------ services
+    def _request_intrinsics(self, info: CameraInfo) -> Intrinsics:
+        if info.width == 0:
+            return self._camera_intrinsics(self.config.render_width, self.config.render_height)
+        validate_image_size(int(info.width), int(info.height), MAX_RENDER_SIDE)
+        k = np.asarray(info.k, dtype=np.float64)
+        if k.size != 9 or not np.all(np.isfinite(k)):
+            raise InvalidIntrinsicsError(f"camera_info.k must hold 9 finite values, got {k.tolist()}", k)
+        return Intrinsics.from_matrix(k, int(info.width), int(info.height))
+
+    def _on_render_view(self, request: RenderView.Request, response: RenderView.Response) -> RenderView.Response:
+        world = self.world
+        try:
+            if world is None:
+                raise EmptyMemoryError("the node is not configured", 0)
+            T_world_cam = pose_to_matrix(request.pose)
+            intrinsics = self._request_intrinsics(request.camera_info)
+            out = world.render(T_world_cam, intrinsics, want_depth=request.want_depth)
+        except WorldFMError as error:
+            response.success, response.message = False, str(error)
+            return response
+        except Exception as error:  # noqa: BLE001 - a service must answer; the log keeps the cause
+            self.get_logger().error(f"render_view failed unexpectedly: {error!r}")
+            response.success, response.message = False, f"internal error: {error!r}"
+            return response
+        self._last_render_ms = out.render_ms
+        header_stamp = self.get_clock().now().to_msg()
+        frame_id = request.camera_info.header.frame_id
+        response.image = rgb_to_image(out.result.rgb[0], stamp=header_stamp, frame_id=frame_id)
+        if request.want_depth:
+            response.depth = depth_to_image(out.result.depth[0], stamp=header_stamp, frame_id=frame_id)
+        response.coverage = float(out.result.coverage[0])
+        response.reference_ids = [int(i) for i in out.result.reference_ids]
+        response.render_ms = float(out.render_ms)
+        response.success = True
+        return response
+
+    def _on_save_world(self, request: SaveWorld.Request, response: SaveWorld.Response) -> SaveWorld.Response:
+        world = self.world
+        try:
+            if world is None:
+                raise EmptyMemoryError("the node is not configured", 0)
+            response.keyframes = world.save(request.path)
+            response.success, response.message = True, f"saved {response.keyframes} keyframes to {request.path}"
+        except (WorldFMError, OSError) as error:
+            response.success, response.message = False, str(error)
+        return response
+
+    def _on_reset_world(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        world = self.world
+        try:
+            if world is None:
+                raise EmptyMemoryError("the node is not configured", 0)
+            world.reset()
+            self._sim_started = False
+            response.success, response.message = True, "world reset"
+        except (WorldFMError, OSError) as error:
+            response.success, response.message = False, str(error)
+        return response
+
+    def _on_set_pose(self, request: SetPose.Request, response: SetPose.Response) -> SetPose.Response:
+        base = self._sim_base
+        try:
+            if base is None:
+                raise EmptyMemoryError("the simulator is not configured", 0)
+            base.set_pose(pose_to_matrix(request.pose), self._now())
+            self._sim_started = True
+            response.success, response.message = True, "teleported"
+        except WorldFMError as error:
+            response.success, response.message = False, str(error)
+        return response
+
+    # ------------------------------------------------------------------ simulator
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        base = self._sim_base
+        if base is None:
+            return
+        try:
+            linear, angular = twist_to_arrays(msg)
+            base.command(linear, angular, self._now())
+        except ValueError as error:
+            self._bad_messages["cmd_vel"] += 1
+            self._warn(f"ignored sim/cmd_vel: {error}")
+
+    def _sim_start_pose(self, world: WorldService) -> np.ndarray:
+        """``T_world_base`` to start from: sim.start_pose, else the latest real odometry, else
+        the base pose of the first keyframe."""
+        start = self.config.T_world_sim_start
+        if start is not None:
+            return start
+        latest = self._odom.latest() if self._odom is not None else None
+        if latest is not None:
+            return latest[1]
+        first = world.first_keyframe()
+        return first.T_world_cam @ self._T_cam_base
+
+    def _on_sim_tick(self) -> None:
+        if not self._sim_busy.acquire(blocking=False):
+            return  # a render is still running: skip this tick rather than queue a stale one
+        try:
+            self._sim_step()
+        except WorldFMError as error:
+            self._warn(f"simulated camera: {error}")
+        except Exception as error:  # noqa: BLE001 - keep the timer alive; the log keeps the cause
+            if self.context.ok():  # (publishing fails harmlessly while the process shuts down)
+                self.get_logger().error(f"simulated camera failed unexpectedly: {error!r}",
+                                        throttle_duration_sec=WARN_PERIOD)
+        finally:
+            self._sim_busy.release()
+
+    def _sim_step(self) -> None:
+        world, base = self.world, self._sim_base
+        if world is None or base is None or len(world) == 0:
+            return  # nothing is published before the memory holds a keyframe
+        now_time = self.get_clock().now()
+        now = now_time.nanoseconds * 1e-9
+        if not self._sim_started:
+            base.set_pose(self._sim_start_pose(world), now)
+            self._sim_started = True
+        T_world_base = base.step(now)
+        linear, angular = base.twist(now)
+        intrinsics = self._camera_intrinsics(self.config.sim_width, self.config.sim_height)
+        out = world.render(T_world_base @ self._T_base_cam, intrinsics)
+        self._last_render_ms = out.render_ms
+        stamp = now_time.to_msg()
+        frame = self.config.sim_camera_frame
+        self._sim_odom_pub.publish(make_odometry(
+            T_world_base, linear, angular, stamp, self.config.world_frame, self.config.sim_base_frame))
+        self._sim_image_pub.publish(rgb_to_image(out.result.rgb[0], stamp=stamp, frame_id=frame))
+        self._sim_depth_pub.publish(depth_to_image(out.result.depth[0], stamp=stamp, frame_id=frame))
+        self._sim_info_pub.publish(intrinsics_to_camera_info(intrinsics, stamp, frame))
+        self._sim_meter.tick(time.monotonic())
+
+    # ------------------------------------------------------------------ status
+    def _publish_status(self) -> None:
+        world = self.world
+        if world is None:
+            return
+        now = time.monotonic()
+        msg = WorldStatus()
+        msg.stamp = self.get_clock().now().to_msg()
+        msg.keyframes = len(world)
+        msg.memory_bytes = world.memory_bytes
+        msg.backend = world.backend
+        msg.world_path = self.config.world_path
+        msg.ingest_rate_hz = float(self._ingest_meter.rate(now))
+        msg.sim_rate_hz = float(self._sim_meter.rate(now)) if self.config.sim_enabled else 0.0
+        msg.last_render_ms = float(self._last_render_ms)
+        msg.frames_received = self._frames_received
+        msg.frames_dropped = sum(self._drops.values()) + self._colour_sync_drops()
+        self._status_pub.publish(msg)
+
+
+def main(args=None) -> None:
+    """Console script ``worldfm_node``: ``--ros-args -p name:=value`` / ``--params-file`` are
+    handled by rclpy. Applies the package's DDS profile (large images between processes)."""
+    apply_dds_profile()
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=6)
+    try:
+        node = WorldFMNode()
+        if node.config.autostart:
+            node.autostart()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node._release_all()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
