@@ -29,11 +29,16 @@ BACKENDS = ("geometric", "nearest", "learned")
 DEVICES = ("cpu", "cuda")
 
 
+#: Stands for a value rclpy did not hand back (its exceptions carry only a message).
+UNKNOWN_VALUE = object()
+
+
 class ConfigError(WorldFMError, ValueError):
     """An invalid parameter value; ``.name`` is the parameter, ``.value`` the bad value."""
 
     def __init__(self, name: str, value: Any, reason: str):
-        super().__init__(f"parameter '{name}' = {value!r}: {reason}", value)
+        shown = "" if value is UNKNOWN_VALUE else f" = {value!r}"
+        super().__init__(f"parameter '{name}'{shown}: {reason}", None if value is UNKNOWN_VALUE else value)
         self.name = name
 
 
@@ -321,9 +326,10 @@ def declare_parameters(node) -> None:
         try:
             node.declare_parameter(spec.name, default, descriptor)
         except InvalidParameterTypeException as error:
-            raise ConfigError(spec.name, None, f"wrong type, expected {ptype.name.lower()} ({error})") from None
+            raise ConfigError(spec.name, UNKNOWN_VALUE,
+                              f"wrong type, expected {ptype.name.lower()} ({error})") from None
         except InvalidParameterValueException as error:
-            raise ConfigError(spec.name, None, f"{spec.constraint_text()} ({error})") from None
+            raise ConfigError(spec.name, UNKNOWN_VALUE, f"must be {spec.constraint_text()} ({error})") from None
 
     def check(parameters):
         from rcl_interfaces.msg import SetParametersResult
