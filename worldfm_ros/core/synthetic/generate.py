@@ -1,5 +1,6 @@
 """Procedural indoor layouts: one room, an L-shaped room or two rooms joined by a doorway,
-furnished with crates, cabinets, shelves, tables, chairs, barrels and pillars.
+furnished with crates, cabinets, shelves, tables, chairs, barrels and pillars, with framed
+pictures on the walls.
 
 Everything is drawn from one ``numpy.random.Generator`` seeded by the world seed, in a fixed
 order, so a seed always gives the same world (and the same bytes when rendered).
@@ -112,6 +113,7 @@ def generate_world(
         kind = OBJECT_KINDS[int(rng.choice(len(OBJECT_KINDS), p=weights / weights.sum()))][0]
         _add_object(b, kind, width, depth, height)
 
+    _add_pictures(b, width, depth, height, int(rng.integers(2, 6)))
     lighting = _random_lighting(rng, b, width, depth, height)
     return SyntheticWorld(room=room, boxes=b.boxes, cylinders=b.cylinders, textures=b.textures,
                           lighting=lighting, noise_seed=int(seed), layout=layout, seed=int(seed))
@@ -337,6 +339,38 @@ def _barrel(b, centre, half, yaw, height):
 def _pillar(b, centre, half, yaw, height):
     material = b.texture("object")
     b.cylinder((*centre, height / 2), half[0], height / 2 + _OVERLAP, material, material)
+
+
+def _add_pictures(b: _Builder, width, depth, height, count: int) -> None:
+    """Framed pictures (thin boxes) on free stretches of the room walls: fine detail at eye
+    level, where forward-looking cameras spend most of their pixels."""
+    rng = b.rng
+    for _ in range(count):
+        w = rng.uniform(0.4, 1.2)
+        h = rng.uniform(0.3, 0.9)
+        z0 = rng.uniform(0.7, max(0.75, min(1.6, height - h - 0.2)))
+        side = int(rng.integers(4))
+        thickness = 0.02
+        if side < 2:  # walls x = -W/2 (side 0) and x = +W/2 (side 1); the picture faces inwards
+            sign = -1.0 if side == 0 else 1.0
+            along = rng.uniform(-depth / 2 + w / 2 + 0.1, depth / 2 - w / 2 - 0.1)
+            centre = np.array([sign * (width / 2 - thickness / 2 + 0.005), along])
+            half = np.array([thickness / 2, w / 2])
+            front = 0 if side == 1 else 1
+        else:
+            sign = -1.0 if side == 2 else 1.0
+            along = rng.uniform(-width / 2 + w / 2 + 0.1, width / 2 - w / 2 - 0.1)
+            centre = np.array([along, sign * (depth / 2 - thickness / 2 + 0.005)])
+            half = np.array([w / 2, thickness / 2])
+            front = 2 if side == 3 else 3
+        if any(_rects_overlap(_rect_corners(centre, half, 0.0), _rect_corners(*r), 0.05) for r in b.rects):
+            continue  # behind furniture or inside a structural block
+        frame = b.texture("object")
+        materials = [frame] * 6
+        materials[front] = b.texture("object")
+        b.boxes.append(Box((float(centre[0]), float(centre[1]), float(z0 + h / 2)),
+                           (float(half[0]), float(half[1]), float(h / 2)), 0.0, tuple(materials)))
+        b.rects.append((centre, half, 0.0))
 
 
 # ---------------------------------------------------------------------- lights

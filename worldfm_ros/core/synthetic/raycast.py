@@ -64,7 +64,7 @@ class Hits:
     local: np.ndarray
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def camera_rays(intrinsics: Intrinsics) -> np.ndarray:
     """``float32 [H, W, 3]`` pixel-centre ray directions in the optical frame, ``z = 1``."""
     u = (np.arange(intrinsics.width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx

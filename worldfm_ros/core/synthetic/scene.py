@@ -21,6 +21,9 @@ from worldfm_ros.core.synthetic.raycast import KIND_BOX, KIND_CYLINDER, KIND_ROO
 from worldfm_ros.core.synthetic.textures import NoiseTable, Texture
 
 
+#: Pixels (sub-samples) rendered per band; bounds the size of the per-pixel temporaries.
+TILE_PIXELS = 32768
+
 #: Primitives whose bottom is at least this high (door lintels) are not floor obstacles [m].
 OBSTACLE_HEIGHT = 1.8
 
@@ -251,6 +254,18 @@ class SyntheticWorld:
         return colours[0], depths[0]
 
     def _render_one(self, T: np.ndarray, intrinsics: Intrinsics, k: int):
+        h, w = intrinsics.height, intrinsics.width
+        colour = np.empty((h, w, 3), np.uint8)
+        depth = np.empty((h, w), np.float32)
+        # Bands of rows keep the working set in cache (large images would otherwise cost
+        # more than their pixel count); each band is a camera with the principal point moved.
+        rows = max(1, TILE_PIXELS // (w * k * k))
+        for r0 in range(0, h, rows):
+            band = Intrinsics(intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy - r0, w, min(rows, h - r0))
+            colour[r0 : r0 + band.height], depth[r0 : r0 + band.height] = self._render_band(T, band, k)
+        return colour, depth
+
+    def _render_band(self, T: np.ndarray, intrinsics: Intrinsics, k: int):
         if k == 1:
             hits, origin, directions = raycast.cast(self._compiled, T, intrinsics)
             rgb = self._shade(hits, origin, directions)
@@ -261,7 +276,7 @@ class SyntheticWorld:
         h, w = intrinsics.height, intrinsics.width
         rgb = rgb.reshape(h, k, w, k, 3).mean(axis=(1, 3))
         if k % 2 == 1:  # the middle sub-sample sits exactly on the pixel centre
-            depth = np.ascontiguousarray(hits.depth[k // 2 :: k, k // 2 :: k])
+            depth = hits.depth[k // 2 :: k, k // 2 :: k]
         else:
             depth = raycast.cast(self._compiled, T, intrinsics)[0].depth
         return _to_uint8(rgb), depth
