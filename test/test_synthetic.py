@@ -280,8 +280,10 @@ def test_yaw_wobble_looks_around_and_still_closes():
     plain = plan_loop(world, 3, 1500)
     wobbly = plan_loop(world, 3, 1500, yaw_wobble=0.4)
     heading = lambda T: np.arctan2(T[:, 1, 2], T[:, 0, 2])  # noqa: E731
-    diff = np.angle(np.exp(1j * (heading(wobbly.T_world_cam[: wobbly.period]) - heading(plain.T_world_cam[: plain.period]))))
+    diff = heading(wobbly.T_world_cam[: wobbly.period]) - heading(plain.T_world_cam[: plain.period])
+    diff = np.angle(np.exp(1j * diff))
     assert wobbly.period == plain.period and 0.3 < np.abs(diff).max() <= 0.4 + 1e-9
+    np.testing.assert_array_equal(wobbly.T_world_cam[:, :3, 3], plain.T_world_cam[:, :3, 3])  # same path
     assert wobbly.period < 1500 and np.array_equal(wobbly.T_world_cam[wobbly.period], wobbly.T_world_cam[0])
 
 
@@ -334,3 +336,7 @@ def test_invalid_inputs_raise_typed_errors():
         plan_loop(world, 0, 10, camera_height=50.0)
     with pytest.raises(ValueError):
         synthetic_sequence(0, 10, SMALL, speed=-1.0)  # fails eagerly, not on first frame
+    with pytest.raises(ValueError):
+        empty_room([Box((1.0, 0.0, 0.5), (0.2, 0.0, 0.5), 0.0, (0,) * 6)])  # zero thickness
+    with pytest.raises(ValueError):
+        empty_room([Box((1.0, 0.0, 0.5), (0.2, 0.2, 0.5), 0.0, (0, 0, 0, 0, 0, 3))])  # no texture 3

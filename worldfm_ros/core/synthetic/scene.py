@@ -128,7 +128,8 @@ class SyntheticWorld:
     """A room with solid boxes and cylinders, textures and lights; renders exact RGB-D.
 
     Build one with :meth:`generate` (procedural, seeded) or directly from its parts (tests).
-    ``textures`` are indexed by the ``materials`` fields of the room and primitives.
+    ``textures`` are indexed by the ``materials`` fields of the room and primitives. Treat a
+    world as immutable: its geometry is compiled into flat tables on construction.
     """
 
     room: Room
@@ -144,6 +145,13 @@ class SyntheticWorld:
 
     def __post_init__(self) -> None:
         n_textures = len(self.textures)
+        if not np.all(np.asarray(self.room.maximum) > np.asarray(self.room.minimum)):
+            raise ValueError(f"room maximum must exceed its minimum on every axis: {self.room}")
+        for part in [*self.boxes, *self.cylinders]:
+            sizes = (part.radius, part.half_height) if isinstance(part, Cylinder) else part.half_size
+            values = np.asarray([*part.centre, *sizes, part.yaw], np.float64)
+            if not np.all(np.isfinite(values)) or min(sizes) <= 0:
+                raise ValueError(f"primitive needs finite values and positive sizes: {part}")
         for part in [self.room, *self.boxes, *self.cylinders]:
             bad = [m for m in part.materials if not 0 <= m < n_textures]
             if bad:

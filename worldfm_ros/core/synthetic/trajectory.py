@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worldfm_ros.core.pose import pose_from_vector
+from worldfm_ros.core.pose import pose_from_vector, validate_pose_matrix
 from worldfm_ros.core.synthetic.scene import SyntheticWorld
 
 #: ``camera_to_base`` of the contract's default forward-looking camera at the base origin.
@@ -96,13 +96,14 @@ def plan_loop(
             raise ValueError(f"{name} must be positive and finite, got {value!r}")
     if not (math.isfinite(clearance) and clearance >= 0):
         raise ValueError(f"clearance must be >= 0, got {clearance!r}")
-    T_base_cam = DEFAULT_CAMERA_TO_BASE if camera_to_base is None else np.asarray(camera_to_base, np.float64)
-    if T_base_cam.shape != (4, 4):
-        raise ValueError(f"camera_to_base must be [4, 4], got shape {T_base_cam.shape}")
+    T_base_cam = DEFAULT_CAMERA_TO_BASE if camera_to_base is None else validate_pose_matrix(camera_to_base)
     lo, hi = world.bounds
     if not lo[2] < camera_height < hi[2]:
         raise ValueError(f"camera_height {camera_height} m is not between floor and ceiling")
     rng = np.random.default_rng([int(seed), 0x100F])
+    # The look-around has its own generator so the path is the same with or without it.
+    wobble_rng = np.random.default_rng([int(seed), 0x30B])
+    wobble = (float(yaw_wobble), int(wobble_rng.integers(2, 4)), float(wobble_rng.uniform(0, 2 * math.pi)))
     step = speed / rate_hz
     best = None
     # Prefer loops with room to spare (views across the room rather than along a wall);
@@ -110,7 +111,7 @@ def plan_loop(
     for margin in sorted({max(clearance, COMFORT_CLEARANCE), clearance}, reverse=True):
         found = 0
         for control in _control_polygons(world, rng, margin, max_attempts):
-            loop = _sample_loop(world, rng, control, clearance, step, T_base_cam, camera_height, yaw_wobble)
+            loop = _sample_loop(world, control, clearance, step, T_base_cam, camera_height, wobble)
             if loop is None:
                 continue
             found += 1
@@ -157,7 +158,8 @@ def free_loop_path(world: SyntheticWorld, rng: np.random.Generator, clearance: f
 
 
 def _dense_parameters(k: int) -> np.ndarray:
-    return np.repeat(np.arange(k), _SAMPLES_PER_SEGMENT) + np.tile(np.arange(_SAMPLES_PER_SEGMENT) / _SAMPLES_PER_SEGMENT, k)
+    """Spline parameters ``[k * 64]``: 64 evenly spaced samples per segment of ``[0, k)``."""
+    return np.arange(k * _SAMPLES_PER_SEGMENT) / _SAMPLES_PER_SEGMENT
 
 
 def _area(pos: np.ndarray) -> float:
@@ -212,7 +214,7 @@ def _is_good_loop(world, control, clearance) -> bool:
     return np.linalg.norm(np.diff(np.vstack([pos, pos[:1]]), axis=0), axis=1).sum() >= 2.0
 
 
-def _sample_loop(world, rng, control, clearance, step, T_base_cam, camera_height, yaw_wobble):
+def _sample_loop(world, control, clearance, step, T_base_cam, camera_height, wobble):
     """Frames of one loop at constant arc-length step: ``(base poses, camera poses,
     length, area)``, or None when the camera (offset from the base) is not free."""
     k = len(control)
@@ -226,10 +228,9 @@ def _sample_loop(world, rng, control, clearance, step, T_base_cam, camera_height
     t_frames = np.interp(np.arange(period) * (length / period), s, np.append(t, float(k)))
     p, v, _ = _bspline(control, t_frames)
     heading = np.unwrap(np.arctan2(v[:, 1], v[:, 0]))
-    if yaw_wobble:
-        cycles = int(rng.integers(2, 4))
-        phase = rng.uniform(0, 2 * math.pi)
-        heading = heading + yaw_wobble * np.sin(2 * math.pi * cycles * np.arange(period) / period + phase)
+    amplitude, cycles, phase = wobble
+    if amplitude:
+        heading = heading + amplitude * np.sin(2 * math.pi * cycles * np.arange(period) / period + phase)
     base_z = camera_height - T_base_cam[2, 3]
     bases = np.stack([base_pose(x, y, yaw, base_z) for (x, y), yaw in zip(p, heading)])
     cams = bases @ T_base_cam
