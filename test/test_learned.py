@@ -1,0 +1,276 @@
+"""The learned renderer: warping against exact synthetic ground truth, the network's shapes and
+starting point, determinism, checkpoints (round trip and every way loading must fail), a few
+optimisation steps, the training CLI (including resuming) and the shipped model."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from worldfm_ros.core.camera import Intrinsics
+from worldfm_ros.core.errors import EmptyMemoryError, ModelLoadError
+from worldfm_ros.core.keyframe import Keyframe
+from worldfm_ros.learned.model import (
+    CHECKPOINT_FORMAT,
+    FrameModel,
+    ModelConfig,
+    load_checkpoint,
+    parameter_count,
+    save_checkpoint,
+)
+from worldfm_ros.learned.sensor import SensorModel
+from worldfm_ros.learned.training import blend_baseline, loss_fn, ssim_map
+from worldfm_ros.learned.warp import WarpBundle, target_depth, warp_references
+
+SMALL = Intrinsics(fx=80.0, fy=80.0, cx=39.5, cy=29.5, width=80, height=60)
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    """12 exact, anti-aliased frames (80x60) along a loop through synthetic world 3."""
+    from worldfm_ros.core.synthetic.generate import generate_world
+    from worldfm_ros.core.synthetic.trajectory import plan_loop
+
+    world = generate_world(3)
+    traj = plan_loop(world, 3, 12)
+    frames = []
+    for i, T in enumerate(traj.T_world_cam):
+        colour, depth = world.render(T, SMALL, supersample=3)
+        frames.append(Keyframe(colour, depth, SMALL, T, i / 15.0, id=i))
+    return frames
+
+
+@pytest.fixture()
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    model = FrameModel(ModelConfig(k=2, ref_channels=8, widths=(8, 8, 8, 8)))
+    with torch.no_grad():  # not the zero-initialised heads: outputs must depend on every weight
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, extra={"step": 7})
+    return path
+
+
+def _psnr(a, b, mask=None):
+    d = a.astype(np.float64) / 255 - b.astype(np.float64) / 255
+    if mask is not None:
+        d = d[mask]
+    return 10 * math.log10(1.0 / np.mean(d * d))
+
+
+# ---------------------------------------------------------------------------- warping
+def test_warp_of_the_target_itself_reproduces_it(sequence):
+    frame = sequence[4]
+    b = warp_references([frame], frame.T_world_cam, SMALL, k=2)
+    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape[2] == 9 and b.target.shape == (1, 5, 60, 80)
+    valid = b.valid[0, 0, 0].numpy() > 0
+    assert valid.mean() > 0.99 and b.valid[0, 1].sum() == 0  # empty second slot
+    rgb = (b.colour[0, 0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.abs(rgb[valid].astype(int) - frame.colour[valid].astype(int)).max() <= 1
+    np.testing.assert_allclose(b.depth[0, 0].numpy(), frame.depth, rtol=1e-5)
+    # Same camera: zero angle, zero depth disagreement, zero moment.
+    assert float(b.geometry[0, 0, :2].abs().max()) < 1e-2 and float(b.geometry[0, 0, 6:].abs().max()) < 1e-4
+
+
+def test_warp_from_neighbours_matches_exact_render(sequence):
+    target = sequence[5]
+    refs = [sequence[3], sequence[4], sequence[6], sequence[7]]
+    depth = target_depth(refs, target.T_world_cam, SMALL).numpy()
+    known = (depth > 0) & (target.depth > 0)
+    assert known.mean() > 0.9
+    rel = np.abs(depth[known] - target.depth[known]) / target.depth[known]
+    assert np.median(rel) < 0.01
+    b = warp_references(refs, target.T_world_cam, SMALL, k=4)
+    blend = (blend_baseline(b)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    covered = b.covered[0].numpy()
+    assert covered.mean() > 0.9
+    assert _psnr(blend, target.colour, covered) > 22.0
+
+
+def test_more_references_than_slots_keeps_the_closest(sequence):
+    target = sequence[5]
+    b_all = warp_references(sequence[:5] + sequence[6:], target.T_world_cam, SMALL, k=2)
+    b_two = warp_references([sequence[4], sequence[6]], target.T_world_cam, SMALL, k=2)
+    assert torch.equal(b_all.colour, b_two.colour)
+
+
+# ---------------------------------------------------------------------------- network
+def test_model_shapes_odd_sizes_and_range():
+    torch.manual_seed(1)
+    model = FrameModel(ModelConfig(k=3)).eval()
+    b = WarpBundle(torch.rand(2, 3, 3, 37, 51), (torch.rand(2, 3, 1, 37, 51) > 0.3).float(),
+                   torch.randn(2, 3, 9, 37, 51), torch.rand(2, 5, 37, 51), torch.rand(2, 1, 37, 51))
+    with torch.no_grad():
+        out = model(b)
+    assert out.shape == (2, 3, 37, 51) and float(out.min()) >= 0 and float(out.max()) <= 1
+    with pytest.raises(ValueError):
+        FrameModel(ModelConfig(k=2))(b)
+    assert parameter_count(FrameModel()) < 3_000_000
+
+
+def test_fresh_model_is_the_visibility_weighted_blend(sequence):
+    target = sequence[5]
+    b = warp_references([sequence[9]], target.T_world_cam, SMALL, k=2)
+    with torch.no_grad():
+        out = FrameModel(ModelConfig(k=2))(b)
+    covered = b.covered[0]
+    assert 0.2 < float(covered.float().mean()) < 0.98
+    diff = (out - blend_baseline(b))[0].abs().amax(0)
+    assert float(diff[covered].max()) < 3e-3  # the fill slot starts at weight e^-6
+    assert float((out[0, :, ~covered] - 0.5).abs().max()) < 0.01  # holes: grey fill
+
+
+def test_ssim_map_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    a = rng.random((20, 24, 3))
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    ours = float(ssim_map(torch.tensor(a).permute(2, 0, 1)[None], torch.tensor(b).permute(2, 0, 1)[None]).mean())
+    ref = structural_similarity(a, b, channel_axis=2, data_range=1.0)
+    assert abs(ours - ref) < 1e-6
+
+
+def test_a_few_steps_reduce_the_loss(sequence):
+    torch.manual_seed(0)
+    target = sequence[5]
+    b = warp_references([sequence[9]], target.T_world_cam, SMALL, k=2)  # 10 % holes to fill
+    truth = torch.from_numpy(target.colour).permute(2, 0, 1).float()[None] / 255
+    holes = ~b.covered[0]
+    model = FrameModel(ModelConfig(k=2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses, hole_errors = [], []
+    for _ in range(30):
+        out = model(b)
+        loss = loss_fn(out, truth)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        hole_errors.append(float((out.detach() - truth).abs()[0][:, holes].mean()))
+    assert losses[-1] < 0.93 * losses[0]
+    assert hole_errors[-1] < 0.7 * hole_errors[0]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip(model_file, sequence):
+    model, payload = load_checkpoint(model_file)
+    assert payload["format"] == CHECKPOINT_FORMAT and payload["extra"]["step"] == 7 and model.k == 2
+    again, _ = load_checkpoint(model_file)
+    b = warp_references(sequence[4:7:2], sequence[5].T_world_cam, SMALL, k=2)
+    with torch.no_grad():
+        assert torch.equal(model(b), again(b))
+    fresh = FrameModel(ModelConfig(k=2, ref_channels=8, widths=(8, 8, 8, 8))).eval()
+    with torch.no_grad():
+        assert not torch.equal(model(b), fresh(b))
+
+
+def _expect_load_error(path, fragment):
+    with pytest.raises(ModelLoadError) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and fragment in str(info.value)
+    assert info.value.value == str(path)
+
+
+def test_missing_corrupt_foreign_and_newer_checkpoints_fail_clearly(model_file, tmp_path):
+    _expect_load_error(tmp_path / "absent.pt", "does not exist")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(model_file.read_bytes()[:200])
+    _expect_load_error(truncated, "not a readable checkpoint")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    _expect_load_error(garbage, "not a readable checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}, "epoch": 3}, foreign)
+    _expect_load_error(foreign, "not a worldfm_ros frame-model checkpoint")
+    payload = torch.load(model_file, weights_only=True)
+    payload["version"] = 99
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    _expect_load_error(newer, "version 99")
+    payload["version"] = 1
+    payload["state_dict"] = {k: v[..., :1] for k, v in payload["state_dict"].items()}
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save(payload, mismatched)
+    _expect_load_error(mismatched, "does not match")
+
+
+# ---------------------------------------------------------------------------- renderer
+def test_learned_renderer_is_deterministic_and_reports_coverage(model_file, sequence):
+    from worldfm_ros.core.renderers import make_renderer
+
+    renderer = make_renderer("learned", "cpu", model_path=str(model_file))
+    assert renderer.name == "learned"
+    refs = sequence[2:5] + sequence[6:9]
+    poses = np.stack([sequence[5].T_world_cam, sequence[9].T_world_cam])
+    r1 = renderer.render(refs, poses, SMALL)
+    r2 = make_renderer("learned", "cpu", model_path=str(model_file)).render(refs, poses, SMALL)
+    assert r1.rgb.shape == (2, 60, 80, 3) and r1.rgb.dtype == np.uint8
+    assert r1.depth.shape == (2, 60, 80) and r1.covered.dtype == bool
+    assert r1.rgb.tobytes() == r2.rgb.tobytes() and r1.depth.tobytes() == r2.depth.tobytes()
+    np.testing.assert_allclose(r1.coverage, r1.covered.reshape(2, -1).mean(1))
+    assert r1.coverage[0] > 0.9
+    assert set(r1.reference_ids) <= {f.id for f in refs}
+    # Depth is the exact surface where covered, 0 elsewhere.
+    d, truth = r1.depth[0], sequence[5].depth
+    assert np.all(d[~r1.covered[0]] == 0)
+    assert np.median(np.abs(d[r1.covered[0]] - truth[r1.covered[0]]) / truth[r1.covered[0]]) < 0.01
+    with pytest.raises(EmptyMemoryError):
+        renderer.render([], poses, SMALL)
+
+
+def test_missing_model_raises_model_load_error_naming_the_file(tmp_path):
+    from worldfm_ros.core.renderers.learned import LearnedRenderer
+
+    with pytest.raises(ModelLoadError, match="nope.pt"):
+        LearnedRenderer(model_path=str(tmp_path / "nope.pt"))
+
+
+def test_shipped_checkpoint_loads_when_present():
+    from worldfm_ros.core.renderers.learned import DEFAULT_MODEL_PATH, LearnedRenderer
+
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip("no shipped checkpoint in this checkout")
+    assert DEFAULT_MODEL_PATH.stat().st_size <= 20 * 1024 * 1024
+    renderer = LearnedRenderer()
+    assert renderer.model_path == DEFAULT_MODEL_PATH and parameter_count(renderer.model) < 3_000_000
+
+
+# ---------------------------------------------------------------------------- sensor model
+def test_sensor_model_strength_zero_is_exact_and_holes_follow_the_rate(sequence):
+    rng = np.random.default_rng(0)
+    frame = sequence[0]
+    exact = SensorModel.draw(rng, 0.0)
+    assert np.array_equal(exact.colour(frame.colour, rng), frame.colour)
+    np.testing.assert_array_equal(exact.depth(frame.depth, rng), frame.depth)
+    noisy = SensorModel(hole_rate=0.1, edge_dropout=0.0, depth_noise=0.0)
+    d = noisy.depth(frame.depth, rng)
+    lost = ((d == 0) & (frame.depth > 0)).mean()
+    assert 0.07 < lost < 0.13
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_train_cli_on_a_world_file_resumes_and_logs(tmp_path, sequence):
+    from worldfm_ros.cli.train import main
+    from worldfm_ros.core.world_file import write_world
+
+    world = tmp_path / "site.world"
+    frames = [Keyframe(f.colour, f.depth, f.intrinsics, f.T_world_cam, f.stamp, id=i) for i, f in enumerate(sequence)]
+    write_world(world, frames)
+    out = tmp_path / "run"
+    args = ["--data", str(world), "--format", "world", "--scale", "1", "--out", str(out), "--batch", "2",
+            "--crop", "32", "48", "--val-every", "2", "--ckpt-every", "1", "--quiet", "--threads", "1",
+            "--k", "2", "--ref-channels", "8", "--widths", "8", "8", "8", "8"]
+    assert main(args + ["--steps", "2"]) == 0
+    assert (out / "last.pt").exists() and (out / "model.pt").exists() and (out / "learning_curve.png").exists()
+    assert main(args + ["--steps", "3", "--export", str(tmp_path / "exported.pt")]) == 0
+    model, payload = load_checkpoint(tmp_path / "exported.pt")
+    assert payload["extra"]["step"] == 3 and "optimizer" not in payload
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [r["step"] for r in rows if r["val_psnr"]] == ["0", "2", "3"]
+    assert all(math.isfinite(float(r["val_psnr"])) for r in rows if r["val_psnr"])

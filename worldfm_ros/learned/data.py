@@ -1,0 +1,235 @@
+"""Training data for the frame model: scenes of posed RGB-D frames, memories built from them
+by the package's own insertion policy, and (target, references) samples warped for the model.
+
+Two kinds of scene:
+
+* :func:`synthetic_scene` - a procedural world of :mod:`worldfm_ros.core.synthetic` driven
+  along a random robot loop (random camera height, pitch, roll, field of view, speed and
+  look-around), rendered exactly and passed through a random :class:`SensorModel`
+  (misregistration, depth noise and holes, exposure, blur, JPEG). Ground truth is exact.
+* :func:`dataset_scene` - any posed RGB-D source :func:`worldfm_ros.core.datasets.open_dataset`
+  reads (7-Scenes / TUM folders, world files): self-supervised leave-one-out, i.e. a frame is
+  rendered from the *other* frames' keyframes and compared with itself. With
+  ``exclude_eval_targets`` the frames the leave-out protocol scores (positions ``i % 10 == 5``,
+  :func:`worldfm_ros.core.evaluation.split_leave_out`) are dropped entirely.
+
+A sample's references come from the same retrieval the node uses
+(:meth:`KeyframeMemory.retrieve`, coverage-greedy, ``k`` references), minus the target itself.
+
+Seeds: training worlds use :data:`TRAIN_SEED_BASE` + n, validation worlds
+:data:`VALIDATION_SEED_BASE` + n; seeds below :data:`TRAIN_SEED_BASE` (e.g. the demo and test
+worlds 0-99) are never trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from worldfm_ros.core.camera import Intrinsics
+from worldfm_ros.core.evaluation import is_target
+from worldfm_ros.core.keyframe import Keyframe
+from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig
+from worldfm_ros.learned.sensor import SensorModel
+from worldfm_ros.learned.warp import WarpBundle, warp_references
+
+#: First world seed used for training (seeds below it are never trained on).
+TRAIN_SEED_BASE = 1_000_000
+#: First world seed of the validation worlds.
+VALIDATION_SEED_BASE = 900_000
+#: Memory policies training samples are drawn from: the node's default and a sparser one.
+MEMORY_CONFIGS = (MemoryConfig(), MemoryConfig(min_translation=0.12, min_rotation_deg=12.0))
+
+
+@dataclass
+class Sample:
+    """One training example: the model input and the true target colour."""
+
+    bundle: WarpBundle  # B = 1
+    target: torch.Tensor  # [1, 3, H, W] in [0, 1]
+
+    @staticmethod
+    def stack(samples: Sequence["Sample"]) -> "Sample":
+        return Sample(WarpBundle.stack([s.bundle for s in samples]), torch.cat([s.target for s in samples]))
+
+    def crop(self, y0: int, x0: int, h: int, w: int) -> "Sample":
+        return Sample(self.bundle.crop(y0, x0, h, w), self.target[..., y0:y0 + h, x0:x0 + w])
+
+
+@dataclass
+class Scene:
+    """Index-ordered frames of one sequence and memories built from them.
+
+    Attributes:
+        frames: the sequence; ``frames[i].extras["index"] == i``.
+        name: for logs.
+        memories: one per memory policy, fed in order through the insertion policy with every
+            frame except ``held_out``.
+        held_out: frame positions kept out of the memories (validation targets).
+    """
+
+    frames: list
+    name: str
+    memories: list = field(default_factory=list)
+    held_out: frozenset = frozenset()
+
+    @staticmethod
+    def build(frames: Sequence[Keyframe], name: str, held_out=(), configs=MEMORY_CONFIGS) -> "Scene":
+        frames = list(frames)
+        for i, f in enumerate(frames):
+            f.extras["index"] = i
+        held = frozenset(held_out)
+        memories = []
+        for config in configs:
+            memory = KeyframeMemory(config)
+            for i, f in enumerate(frames):
+                if i not in held:  # each memory holds its own Keyframe objects (ids are per memory)
+                    memory.consider(Keyframe(f.colour, f.depth, f.intrinsics, f.T_world_cam, f.stamp,
+                                             extras={"index": i}))
+            memories.append(memory)
+        return Scene(frames, name, memories, held)
+
+    def references(self, index: int, k: int, memory: int = 0) -> list[Keyframe]:
+        """The ``k`` references the node would retrieve for frame ``index``, itself excluded."""
+        target = self.frames[index]
+        refs = self.memories[memory].retrieve(target.T_world_cam, target.intrinsics, k=k + 1)
+        return [r for r in refs if r.extras.get("index") != index][:k]
+
+
+def _rot_x(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    T = np.eye(4)
+    T[1:3, 1:3] = [[c, -s], [s, c]]
+    return T
+
+
+def _rot_z(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    T = np.eye(4)
+    T[:2, :2] = [[c, -s], [s, c]]
+    return T
+
+
+def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames: int = 80,
+                    sensor_strength: Optional[float] = None, supersample: int = 2, held_out=()) -> Scene:
+    """A random robot sequence through procedural world ``seed`` (see the module docstring).
+
+    Frames are rendered with ``supersample`` x ``supersample`` samples per pixel: a real camera
+    integrates over the pixel, point-sampled textures alias.
+
+    ``sensor_strength``: 0 = exact frames, 1 = Kinect-like; ``None`` draws it (a quarter of the
+    scenes exact). Raises ``ValueError`` when no loop fits the world.
+    """
+    from worldfm_ros.core.synthetic.generate import generate_world
+    from worldfm_ros.core.synthetic.trajectory import DEFAULT_CAMERA_TO_BASE, plan_loop
+
+    rng = np.random.default_rng([int(seed), 0x7EA1])
+    world = generate_world(int(seed))
+    f = rng.uniform(0.8, 1.05) * width
+    K = Intrinsics(f, f, (width - 1) / 2 + rng.normal(0, 2), (height - 1) / 2 + rng.normal(0, 2), width, height)
+    camera_to_base = DEFAULT_CAMERA_TO_BASE @ _rot_x(-rng.uniform(-0.15, 0.45)) @ _rot_z(rng.normal(0, 0.05))
+    try:
+        traj = plan_loop(world, int(seed), 400, camera_height=float(rng.uniform(0.35, 1.5)),
+                         speed=float(rng.uniform(0.15, 0.45)), camera_to_base=camera_to_base,
+                         yaw_wobble=float(rng.uniform(0.0, 0.5)))
+    except ValueError:
+        traj = plan_loop(world, int(seed), 400)
+    n = min(n_frames, traj.period)  # one loop at most: no exactly repeated pose
+    if sensor_strength is None:
+        sensor_strength = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.3, 1.2))
+    sensor = SensorModel.draw(rng, sensor_strength)
+    frames = []
+    for i in range(n):
+        T = traj.T_world_cam[i]
+        colour, depth = world.render(T, K, supersample=supersample)
+        if sensor_strength > 0:
+            colour, depth = sensor.colour(colour, rng), sensor.depth(depth, rng)
+        frames.append(Keyframe(colour, depth, K, T, float(traj.stamps[i])))
+    return Scene.build(frames, f"synthetic:{seed}", held_out)
+
+
+def dataset_scene(path, format: str, *, scale: float = 0.5, exclude_eval_targets: bool = True,
+                  max_frames: Optional[int] = None) -> Scene:
+    """A posed RGB-D source as a scene (frames at ``scale``; 0.5 = the protocol's 320x240).
+
+    With ``exclude_eval_targets`` the leave-out protocol's targets (positions ``i % 10 == 5``
+    of the index-sorted frames) are dropped before anything else, so they are never seen.
+    """
+    from worldfm_ros.core.datasets import open_dataset
+
+    data = open_dataset(path, format, scale=scale)
+    frames = []
+    for position, frame in enumerate(data):
+        if max_frames is not None and position >= max_frames:
+            break
+        if exclude_eval_targets and is_target(position):
+            continue
+        frames.append(Keyframe(frame.colour, frame.depth, frame.intrinsics, frame.T_world_cam, frame.stamp))
+    return Scene.build(frames, f"{format}:{path}")
+
+
+def make_sample(scene: Scene, index: int, k: int, *, memory: int = 0, drop: int = 0,
+                rng: Optional[np.random.Generator] = None, device="cpu") -> Sample:
+    """Frame ``index`` of ``scene`` rendered from its references (``drop`` of them removed at random)."""
+    refs = scene.references(index, k, memory)
+    if drop and len(refs) > 1 and rng is not None:
+        keep = sorted(rng.choice(len(refs), size=max(1, len(refs) - drop), replace=False).tolist())
+        refs = [refs[i] for i in keep]
+    target = scene.frames[index]
+    bundle = warp_references(refs, target.T_world_cam, target.intrinsics, k, device)
+    rgb = torch.from_numpy(target.colour).to(device).permute(2, 0, 1).float().div_(255.0)[None]
+    return Sample(bundle, rgb)
+
+
+def random_sample(scene: Scene, rng: np.random.Generator, k: int, device="cpu") -> Sample:
+    """A random training sample: random target (not held out), random memory policy, and
+    sometimes fewer references (so hole filling is learned)."""
+    candidates = [i for i in range(len(scene.frames)) if i not in scene.held_out]
+    index = int(candidates[int(rng.integers(len(candidates)))])
+    memory = int(rng.integers(len(scene.memories)))
+    r = rng.random()
+    drop = 0 if r < 0.75 else (1 if r < 0.92 else 2)
+    return make_sample(scene, index, k, memory=memory, drop=drop, rng=rng, device=device)
+
+
+def protocol_samples(scene: Scene, k: int, device="cpu") -> list[Sample]:
+    """The leave-out protocol's samples of a scene built with ``held_out`` = its targets."""
+    return [make_sample(scene, i, k, device=device) for i in sorted(scene.held_out)]
+
+
+class SyntheticPool:
+    """A rolling pool of synthetic scenes; :meth:`refresh` replaces the oldest by a new world.
+
+    World seeds are ``TRAIN_SEED_BASE + stream * 100_000 + counter`` so runs with different
+    ``stream`` (the training seed) draw different worlds, and a resumed run continues the
+    sequence from ``counter``.
+    """
+
+    def __init__(self, size: int, stream: int, counter: int = 0, **scene_options):
+        self.size = size
+        self.stream = int(stream)
+        self.counter = int(counter)
+        self.scene_options = scene_options
+        self.scenes: list[Scene] = []
+        while len(self.scenes) < size:
+            self._add()
+
+    def _add(self) -> None:
+        while True:
+            seed = TRAIN_SEED_BASE + self.stream * 100_000 + self.counter
+            self.counter += 1
+            try:
+                scene = synthetic_scene(seed, **self.scene_options)
+            except ValueError:
+                continue  # no drivable loop in this world
+            if len(scene.frames) >= 12:
+                self.scenes.append(scene)
+                return
+
+    def refresh(self) -> None:
+        self.scenes.pop(0)
+        self._add()

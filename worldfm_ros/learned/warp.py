@@ -1,0 +1,234 @@
+"""Reference keyframes warped into a target camera: the geometric inputs of the frame model.
+
+For one target camera (``T_world_cam [4, 4]``, intrinsics ``W x H``) and up to ``K``
+reference keyframes:
+
+1. **Target depth** - every valid depth pixel of every reference is moved into the target
+   camera and z-buffered (``scatter_reduce(amin)``, order-independent, so deterministic) at
+   the target resolution. Cracks (a reference seen closer than it was captured) are filled
+   from a second splat at half resolution.
+2. **Inverse warp** - per reference, each target pixel with depth is projected into the
+   reference; colour is sampled bilinearly, the reference depth at that spot (nearest) is
+   compared with the projected depth: agreement within :data:`VISIBILITY_TOLERANCE` (relative)
+   marks the pixel *visible* in that reference (occlusion test).
+3. **Geometry per reference and pixel** - relative depth disagreement, the angle between the
+   target ray and the reference ray at the surface point, the log distance ratio (scale
+   change), and the Plücker coordinates ``(d, o x d)`` of the target ray expressed in the
+   reference camera frame (this encodes the reference's pose relative to the target).
+
+Everything is float32 torch on one device. Conventions: ``T_world_cam`` maps camera optical
+coordinates (x right, y down, z forward) to the world; depth is z-depth [m], 0 = unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worldfm_ros.core.camera import Intrinsics
+from worldfm_ros.core.keyframe import Keyframe
+
+#: Points closer than this to a camera are dropped [m].
+NEAR = 0.05
+#: A target pixel is visible in a reference when the reference depth there agrees with the
+#: projected depth within this fraction of it.
+VISIBILITY_TOLERANCE = 0.05
+#: Moments of Plücker coordinates are divided by this baseline [m] (indoor baselines are cm).
+MOMENT_SCALE = 0.1
+#: Per-reference geometry channels: depth disagreement, angle, log scale, Plücker (6).
+GEOMETRY_CHANNELS = 9
+#: Target channels: inverse depth [1/m], coverage, unit ray direction (3).
+TARGET_CHANNELS = 5
+
+
+@dataclass
+class WarpBundle:
+    """Inputs of the frame model for ``B`` targets of one size (``B`` = 1 from :func:`warp_references`).
+
+    Attributes:
+        colour: ``[B, K, 3, H, W]`` warped reference colour in [0, 1], 0 where not visible.
+        valid: ``[B, K, 1, H, W]`` 1 where the target pixel is visible in that reference.
+        geometry: ``[B, K, 9, H, W]`` per-reference geometry (see module docstring).
+        target: ``[B, 5, H, W]`` inverse depth [1/m] (0 unknown), coverage, ray direction.
+        depth: ``[B, 1, H, W]`` target z-depth [m] from the splat, 0 = unknown.
+    """
+
+    colour: torch.Tensor
+    valid: torch.Tensor
+    geometry: torch.Tensor
+    target: torch.Tensor
+    depth: torch.Tensor
+
+    @property
+    def covered(self) -> torch.Tensor:
+        """``bool [B, H, W]``: visible in at least one reference."""
+        return self.valid.amax(dim=1)[:, 0] > 0
+
+    def to(self, device) -> "WarpBundle":
+        return WarpBundle(*(getattr(self, n).to(device) for n in ("colour", "valid", "geometry", "target", "depth")))
+
+    def crop(self, y0: int, x0: int, h: int, w: int) -> "WarpBundle":
+        """The window ``[y0:y0+h, x0:x0+w]`` of every map."""
+        return WarpBundle(*(getattr(self, n)[..., y0:y0 + h, x0:x0 + w]
+                            for n in ("colour", "valid", "geometry", "target", "depth")))
+
+    @staticmethod
+    def stack(bundles: Sequence["WarpBundle"]) -> "WarpBundle":
+        """Concatenate bundles of one size along ``B``."""
+        return WarpBundle(*(torch.cat([getattr(b, n) for b in bundles])
+                            for n in ("colour", "valid", "geometry", "target", "depth")))
+
+
+@lru_cache(maxsize=32)
+def _pixel_rays(intrinsics: Intrinsics) -> np.ndarray:
+    """``float32 [H, W, 3]`` rays ``((u - cx) / fx, (v - cy) / fy, 1)`` of pixel centres."""
+    u = (np.arange(intrinsics.width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx
+    v = (np.arange(intrinsics.height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
+    rays = np.empty((intrinsics.height, intrinsics.width, 3), np.float32)
+    rays[..., 0] = u[None, :]
+    rays[..., 1] = v[:, None]
+    rays[..., 2] = 1.0
+    return rays
+
+
+def pose_score(T_a: np.ndarray, T_b: np.ndarray) -> float:
+    """Pose distance used to choose references: metres / 0.3 + view angle / 20 degrees
+    (the memory's pre-ranking weights)."""
+    trans = float(np.linalg.norm(T_a[:3, 3] - T_b[:3, 3]))
+    c = float(np.clip(T_a[:3, 2] @ T_b[:3, 2], -1.0, 1.0))
+    return trans / 0.3 + math.degrees(math.acos(c)) / 20.0
+
+
+def select_references(references: Sequence[Keyframe], T_world_cam: np.ndarray, k: int) -> list[Keyframe]:
+    """The ``k`` references closest to ``T_world_cam`` by :func:`pose_score` (ties by
+    position in ``references``); all of them, in order, when there are at most ``k``."""
+    refs = list(references)
+    if len(refs) <= k:
+        return refs
+    order = sorted(range(len(refs)), key=lambda i: (pose_score(refs[i].T_world_cam, T_world_cam), i))
+    return [refs[i] for i in sorted(order[:k])]
+
+
+def _splat(points: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], intrinsics: Intrinsics,
+           scale: int) -> torch.Tensor:
+    """Z-buffer of target-frame points (``x, y, z`` arrays; ``z = inf`` marks no point) at
+    ``1/scale`` resolution; ``inf`` = empty."""
+    w = -(-intrinsics.width // scale)
+    h = -(-intrinsics.height // scale)
+    device = points[0][0].device
+    buffer = torch.full((h * w + 1,), math.inf, dtype=torch.float32, device=device)  # last: discard bin
+    for x, y, z in points:
+        u = (intrinsics.fx * x / z + intrinsics.cx + 0.5) * (1.0 / scale)
+        v = (intrinsics.fy * y / z + intrinsics.cy + 0.5) * (1.0 / scale)
+        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h) & torch.isfinite(z)
+        idx = torch.where(inside, v.clamp(0, h - 1).long() * w + u.clamp(0, w - 1).long(), h * w)
+        buffer.scatter_reduce_(0, idx.view(-1), z.reshape(-1), reduce="amin")
+    return buffer[:-1].view(h, w)
+
+
+def target_depth(references: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Intrinsics,
+                 device="cpu") -> torch.Tensor:
+    """``float32 [H, W]`` z-depth [m] of the target seen through the references' depth, 0 = unknown."""
+    T_cam_world = np.linalg.inv(T_world_cam)
+    points = []
+    for ref in references:
+        d = torch.from_numpy(ref.depth).to(device)
+        rays = torch.from_numpy(_pixel_rays(ref.intrinsics)).to(device)
+        x, y = rays[..., 0] * d, rays[..., 1] * d
+        T = T_cam_world @ ref.T_world_cam
+        px, py, pz = (float(T[i, 0]) * x + float(T[i, 1]) * y + float(T[i, 2]) * d + float(T[i, 3])
+                      for i in range(3))
+        pz = torch.where((d > 0) & (pz > NEAR), pz, torch.full_like(pz, math.inf))
+        points.append((px, py, pz))
+    if not points:
+        return torch.zeros(intrinsics.height, intrinsics.width, device=device)
+    full = _splat(points, intrinsics, 1)
+    half = _splat(points, intrinsics, 2)
+    half_up = half.repeat_interleave(2, 0).repeat_interleave(2, 1)[: intrinsics.height, : intrinsics.width]
+    # A full-resolution pixel that no point hit (a crack: the surface is seen closer or more
+    # obliquely than it was captured) takes the half-resolution depth, which is denser.
+    depth = torch.where(torch.isfinite(full), full, half_up)
+    return torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
+
+
+def warp_references(
+    references: Sequence[Keyframe],
+    T_world_cam: np.ndarray,  # [4, 4] target camera optical pose
+    intrinsics: Intrinsics,  # target camera; gives the output size
+    k: int,
+    device="cpu",
+) -> WarpBundle:
+    """Warp up to ``k`` references into the target camera (see the module docstring).
+
+    ``references`` beyond ``k`` are dropped by :func:`select_references`; fewer than ``k``
+    leave empty (all-invalid) slots at the end.
+    """
+    refs = select_references(references, T_world_cam, k)
+    H, W = intrinsics.height, intrinsics.width
+    device = torch.device(device)
+    depth = target_depth(refs, T_world_cam, intrinsics, device)  # [H, W]
+    rays = torch.from_numpy(_pixel_rays(intrinsics)).to(device).permute(2, 0, 1)  # [3, H, W]
+    rx, ry = rays[0], rays[1]  # rz = 1
+    has_depth = depth > 0
+    px, py, pz = rx * depth, ry * depth, depth  # target-frame points
+    inv_norm = torch.rsqrt(rx * rx + ry * ry + 1.0)
+    ux, uy, uz = rx * inv_norm, ry * inv_norm, inv_norm  # unit rays
+    point_dist = (depth / inv_norm).clamp_min(1e-6)  # |p| = z * |ray|
+
+    colour = torch.zeros(k, 3, H, W, device=device)
+    valid = torch.zeros(k, 1, H, W, device=device)
+    geometry = torch.zeros(k, GEOMETRY_CHANNELS, H, W, device=device)
+    known = has_depth.float()
+    T_cam_world = np.linalg.inv(T_world_cam)
+    for slot, ref in enumerate(refs):
+        T_ref_target = np.linalg.inv(ref.T_world_cam) @ T_world_cam
+        R = T_ref_target[:3, :3].astype(np.float64)
+        t = T_ref_target[:3, 3].astype(np.float64)
+        qx, qy, z = (float(R[i, 0]) * px + float(R[i, 1]) * py + float(R[i, 2]) * pz + float(t[i]) for i in range(3))
+        front = has_depth & (z > NEAR)
+        inv_z = 1.0 / torch.where(front, z, torch.ones_like(z))
+        Kr = ref.intrinsics
+        u = Kr.fx * qx * inv_z + Kr.cx
+        v = Kr.fy * qy * inv_z + Kr.cy
+        inside = front & (u > -0.5) & (u < Kr.width - 0.5) & (v > -0.5) & (v < Kr.height - 0.5)
+        ui = torch.round(u).clamp_(0, Kr.width - 1).long()
+        vi = torch.round(v).clamp_(0, Kr.height - 1).long()
+        ref_depth = torch.from_numpy(ref.depth).to(device)
+        z_ref = ref_depth.view(-1)[(vi * Kr.width + ui).view(-1)].view(H, W)
+        ok = inside & (z_ref > 0)
+        rel = torch.where(ok, (z_ref - z) * inv_z, torch.zeros_like(z))
+        visible = ok & (rel.abs() <= VISIBILITY_TOLERANCE)
+        grid = torch.stack([(u + 0.5) * (2.0 / Kr.width) - 1, (v + 0.5) * (2.0 / Kr.height) - 1], dim=-1)
+        image = torch.from_numpy(ref.colour).to(device).permute(2, 0, 1).float().div_(255.0)
+        sampled = F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="border",
+                                align_corners=False)[0]
+        vis = visible.float()
+        colour[slot] = sampled * vis
+        valid[slot, 0] = vis
+        # Geometry: rays from the reference centre (in the target frame) to the surface.
+        c = (T_cam_world @ ref.T_world_cam)[:3, 3]
+        ax, ay, az = px - float(c[0]), py - float(c[1]), pz - float(c[2])
+        ref_dist = torch.sqrt(ax * ax + ay * ay + az * az).clamp_min(1e-6)
+        cos = ((ax * px + ay * py + az * pz) / (ref_dist * point_dist)).clamp(-1.0, 1.0)
+        g = geometry[slot]
+        g[0] = rel.clamp(-0.25, 0.25) * 4.0
+        g[1] = torch.arccos(cos) * (10.0 * known)
+        g[2] = torch.log(ref_dist / point_dist).clamp(-1.0, 1.0) * (5.0 * known)
+        # Plücker coordinates of the target rays in the reference frame: d = R u, m = t x d.
+        dx, dy, dz = (float(R[i, 0]) * ux + float(R[i, 1]) * uy + float(R[i, 2]) * uz for i in range(3))
+        g[3], g[4], g[5] = dx, dy, dz
+        s = 1.0 / MOMENT_SCALE
+        g[6] = (float(t[1]) * dz - float(t[2]) * dy) * s
+        g[7] = (float(t[2]) * dx - float(t[0]) * dz) * s
+        g[8] = (float(t[0]) * dy - float(t[1]) * dx) * s
+    covered = valid.amax(dim=0)  # [1, H, W]
+    inv_depth = torch.where(has_depth, 1.0 / depth.clamp_min(1e-3), torch.zeros_like(depth))
+    target = torch.cat([inv_depth[None], covered, torch.stack([ux, uy, uz])], dim=0)
+    return WarpBundle(colour=colour[None], valid=valid[None], geometry=geometry[None], target=target[None],
+                      depth=depth[None, None])
