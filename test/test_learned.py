@@ -24,7 +24,7 @@ from worldfm_ros.learned.model import (
 )
 from worldfm_ros.learned.sensor import SensorModel
 from worldfm_ros.learned.training import blend_baseline, loss_fn, ssim_map
-from worldfm_ros.learned.warp import WarpBundle, target_depth, warp_references
+from worldfm_ros.learned.warp import WarpBundle, fill_depth, target_depth, warp_references
 
 SMALL = Intrinsics(fx=80.0, fy=80.0, cx=39.5, cy=29.5, width=80, height=60)
 
@@ -67,7 +67,7 @@ def _psnr(a, b, mask=None):
 def test_warp_of_the_target_itself_reproduces_it(sequence):
     frame = sequence[4]
     b = warp_references([frame], frame.T_world_cam, SMALL, k=2)
-    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape[2] == 9 and b.target.shape == (1, 5, 60, 80)
+    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape[2] == 9 and b.target.shape == (1, 6, 60, 80)
     valid = b.valid[0, 0, 0].numpy() > 0
     assert valid.mean() > 0.99 and b.valid[0, 1].sum() == 0  # empty second slot
     rgb = (b.colour[0, 0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
@@ -92,6 +92,19 @@ def test_warp_from_neighbours_matches_exact_render(sequence):
     assert _psnr(blend, target.colour, covered) > 22.0
 
 
+def test_fill_depth_keeps_measurements_and_interpolates_holes():
+    depth = torch.full((30, 41), 2.0)
+    depth[:, 20:] = 4.0
+    depth[10:14, 5:9] = 0.0  # a hole inside the 2 m plane
+    depth[0, :] = 0.0  # a hole spanning both planes
+    filled = fill_depth(depth)
+    known = depth > 0
+    assert torch.equal(filled[known], depth[known])
+    np.testing.assert_allclose(filled[10:14, 5:9].numpy(), 2.0, rtol=1e-5)
+    assert float(filled[0, :].min()) >= 2.0 - 1e-5 and float(filled[0, :].max()) <= 4.0 + 1e-5
+    assert torch.equal(fill_depth(torch.zeros(5, 6)), torch.zeros(5, 6))
+
+
 def test_more_references_than_slots_keeps_the_closest(sequence):
     target = sequence[5]
     b_all = warp_references(sequence[:5] + sequence[6:], target.T_world_cam, SMALL, k=2)
@@ -103,8 +116,9 @@ def test_more_references_than_slots_keeps_the_closest(sequence):
 def test_model_shapes_odd_sizes_and_range():
     torch.manual_seed(1)
     model = FrameModel(ModelConfig(k=3)).eval()
-    b = WarpBundle(torch.rand(2, 3, 3, 37, 51), (torch.rand(2, 3, 1, 37, 51) > 0.3).float(),
-                   torch.randn(2, 3, 9, 37, 51), torch.rand(2, 5, 37, 51), torch.rand(2, 1, 37, 51))
+    valid = (torch.rand(2, 3, 1, 37, 51) > 0.3).float()
+    b = WarpBundle(torch.rand(2, 3, 3, 37, 51), valid, (1 - valid) * (torch.rand(2, 3, 1, 37, 51) > 0.5),
+                   torch.randn(2, 3, 9, 37, 51), torch.rand(2, 6, 37, 51), torch.rand(2, 1, 37, 51))
     with torch.no_grad():
         out = model(b)
     assert out.shape == (2, 3, 37, 51) and float(out.min()) >= 0 and float(out.max()) <= 1

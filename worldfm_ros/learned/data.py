@@ -196,9 +196,10 @@ def random_sample(scene: Scene, rng: np.random.Generator, k: int, device="cpu") 
     return make_sample(scene, index, k, memory=memory, drop=drop, rng=rng, device=device)
 
 
-def protocol_samples(scene: Scene, k: int, device="cpu") -> list[Sample]:
-    """The leave-out protocol's samples of a scene built with ``held_out`` = its targets."""
-    return [make_sample(scene, i, k, device=device) for i in sorted(scene.held_out)]
+def protocol_samples(scene: Scene, k: int, device="cpu", memories=(0,)) -> list[Sample]:
+    """The leave-out protocol's samples of a scene built with ``held_out`` = its targets,
+    rendered from each memory policy in ``memories``."""
+    return [make_sample(scene, i, k, memory=m, device=device) for m in memories for i in sorted(scene.held_out)]
 
 
 class SyntheticPool:

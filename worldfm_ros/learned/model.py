@@ -115,7 +115,7 @@ class FrameModel(nn.Module):
         super().__init__()
         self.config = config
         c = config.ref_channels
-        per_ref_in = 3 + 1 + GEOMETRY_CHANNELS + TARGET_CHANNELS
+        per_ref_in = 3 + 2 + GEOMETRY_CHANNELS + TARGET_CHANNELS
         self.ref_encoder = nn.Sequential(_conv(per_ref_in, c, 1), _conv(c, c, 1))
         self.unet = _UNet(2 * c + TARGET_CHANNELS, config.widths)
         w0 = config.widths[0]
@@ -134,12 +134,13 @@ class FrameModel(nn.Module):
 
     def forward(self, bundle: WarpBundle) -> torch.Tensor:
         """``rgb [B, 3, H, W]`` in [0, 1] for the bundle's targets."""
-        colour, valid = bundle.colour, bundle.valid  # [B, K, 3, H, W], [B, K, 1, H, W]
+        colour = bundle.colour  # [B, K, 3, H, W]
+        usable = bundle.valid + bundle.plausible  # [B, K, 1, H, W], 0 or 1
         B, K, _, H, W = colour.shape
         if K != self.k:
             raise ValueError(f"model has {self.k} reference slots, bundle has {K}")
         ph, pw = (-H) % SIZE_MULTIPLE, (-W) % SIZE_MULTIPLE
-        per_ref = torch.cat([colour, valid, bundle.geometry], dim=2).view(B * K, -1, H, W)
+        per_ref = torch.cat([colour, usable, bundle.valid, bundle.geometry], dim=2).view(B * K, -1, H, W)
         target = bundle.target
         if ph or pw:
             per_ref = F.pad(per_ref, (0, pw, 0, ph), mode="replicate")
@@ -162,7 +163,7 @@ class FrameModel(nn.Module):
         fill = self.fill_head(ctx)  # [B, 7, h, w]
         maps = torch.cat([ref_logits, fill], dim=1)
         maps = F.interpolate(maps, scale_factor=2, mode="bilinear", align_corners=False)[..., :H, :W]
-        logits = torch.where(valid[:, :, 0] > 0, maps[:, :K], torch.full_like(maps[:, :K], -30.0))
+        logits = torch.where(usable[:, :, 0] > 0, maps[:, :K], torch.full_like(maps[:, :K], -30.0))
         weights = torch.softmax(torch.cat([logits, maps[:, K:K + 1]], dim=1), dim=1)  # [B, K+1, H, W]
         fill_rgb = torch.sigmoid(maps[:, K + 1:K + 4])
         residual = self.config.residual_scale * torch.tanh(maps[:, K + 4:K + 7])

@@ -120,8 +120,9 @@ def psnr_t(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def blend_baseline(bundle: WarpBundle) -> torch.Tensor:
-    """The visibility-weighted mean of the warped references, grey where none sees (``[B, 3, H, W]``)."""
-    w = bundle.valid.sum(1)
+    """The mean of the usable (visible or plausible) warped references, grey where there is
+    none (``[B, 3, H, W]``): the fresh model's output, and the baseline validation reports."""
+    w = (bundle.valid + bundle.plausible).sum(1)
     mean = bundle.colour.sum(1) / w.clamp_min(1.0)
     return torch.where(w > 0, mean, torch.full_like(mean, 0.5))
 
@@ -173,7 +174,7 @@ class Sources:
                 probe = synthetic_scene(seed, sensor_strength=0.7)
                 held = [i for i in range(len(probe.frames)) if is_target(i)]
                 scene = Scene.build(probe.frames, probe.name, held)
-                samples += protocol_samples(scene, self.k)
+                samples += protocol_samples(scene, self.k, memories=(0, 1))  # node default + sparse
         return samples
 
 

@@ -7,11 +7,17 @@ reference keyframes:
    camera and z-buffered (``scatter_reduce(amin)``, order-independent, so deterministic) at
    the target resolution. Cracks (a reference seen closer than it was captured) are filled
    from a second splat at half resolution.
-2. **Inverse warp** - per reference, each target pixel with depth is projected into the
-   reference; colour is sampled bilinearly, the reference depth at that spot (nearest) is
+2. **Depth fill** - target pixels no reference point reached (depth holes of the sensor,
+   disocclusions) get a guessed depth by push-pull interpolation of inverse depth; they are
+   flagged as guessed.
+3. **Inverse warp** - per reference, each target pixel is projected into the reference with
+   its depth; colour is sampled bilinearly, the reference depth at that spot (nearest) is
    compared with the projected depth: agreement within :data:`VISIBILITY_TOLERANCE` (relative)
-   marks the pixel *visible* in that reference (occlusion test).
-3. **Geometry per reference and pixel** - relative depth disagreement, the angle between the
+   marks the pixel *visible* in that reference (occlusion test). Where the comparison is
+   impossible (the reference has no depth there, or the target depth is a guess) but the
+   point projects inside the reference, the sample is *plausible*: the network may use it,
+   the renderer does not count it as covered.
+4. **Geometry per reference and pixel** - relative depth disagreement, the angle between the
    target ray and the reference ray at the surface point, the log distance ratio (scale
    change), and the Plücker coordinates ``(d, o x d)`` of the target ray expressed in the
    reference camera frame (this encodes the reference's pose relative to the target).
@@ -43,8 +49,10 @@ VISIBILITY_TOLERANCE = 0.05
 MOMENT_SCALE = 0.1
 #: Per-reference geometry channels: depth disagreement, angle, log scale, Plücker (6).
 GEOMETRY_CHANNELS = 9
-#: Target channels: inverse depth [1/m], coverage, unit ray direction (3).
-TARGET_CHANNELS = 5
+#: Target channels: inverse depth [1/m], coverage, depth-is-guessed flag, unit ray direction (3).
+TARGET_CHANNELS = 6
+#: Push-pull levels of the depth fill (holes up to about 2^levels pixels across are filled).
+FILL_LEVELS = 7
 
 
 @dataclass
@@ -52,15 +60,18 @@ class WarpBundle:
     """Inputs of the frame model for ``B`` targets of one size (``B`` = 1 from :func:`warp_references`).
 
     Attributes:
-        colour: ``[B, K, 3, H, W]`` warped reference colour in [0, 1], 0 where not visible.
+        colour: ``[B, K, 3, H, W]`` warped reference colour in [0, 1], 0 where not usable.
         valid: ``[B, K, 1, H, W]`` 1 where the target pixel is visible in that reference.
+        plausible: ``[B, K, 1, H, W]`` 1 where the sample is usable but not verified.
         geometry: ``[B, K, 9, H, W]`` per-reference geometry (see module docstring).
-        target: ``[B, 5, H, W]`` inverse depth [1/m] (0 unknown), coverage, ray direction.
-        depth: ``[B, 1, H, W]`` target z-depth [m] from the splat, 0 = unknown.
+        target: ``[B, 6, H, W]`` inverse depth [1/m] (0 unknown), coverage, depth guessed,
+            ray direction.
+        depth: ``[B, 1, H, W]`` target z-depth [m] from the splat, 0 = unknown (not the guess).
     """
 
     colour: torch.Tensor
     valid: torch.Tensor
+    plausible: torch.Tensor
     geometry: torch.Tensor
     target: torch.Tensor
     depth: torch.Tensor
@@ -71,18 +82,21 @@ class WarpBundle:
         return self.valid.amax(dim=1)[:, 0] > 0
 
     def to(self, device) -> "WarpBundle":
-        return WarpBundle(*(getattr(self, n).to(device) for n in ("colour", "valid", "geometry", "target", "depth")))
+        return WarpBundle(*(getattr(self, n).to(device) for n in _FIELDS))
 
     def crop(self, y0: int, x0: int, h: int, w: int) -> "WarpBundle":
         """The window ``[y0:y0+h, x0:x0+w]`` of every map."""
         return WarpBundle(*(getattr(self, n)[..., y0:y0 + h, x0:x0 + w]
-                            for n in ("colour", "valid", "geometry", "target", "depth")))
+                            for n in _FIELDS))
 
     @staticmethod
     def stack(bundles: Sequence["WarpBundle"]) -> "WarpBundle":
         """Concatenate bundles of one size along ``B``."""
         return WarpBundle(*(torch.cat([getattr(b, n) for b in bundles])
-                            for n in ("colour", "valid", "geometry", "target", "depth")))
+                            for n in _FIELDS))
+
+
+_FIELDS = ("colour", "valid", "plausible", "geometry", "target", "depth")
 
 
 @lru_cache(maxsize=32)
@@ -157,6 +171,29 @@ def target_depth(references: Sequence[Keyframe], T_world_cam: np.ndarray, intrin
     return torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
 
 
+def fill_depth(depth: torch.Tensor, levels: int = FILL_LEVELS) -> torch.Tensor:
+    """``depth [H, W]`` with holes (0) filled by push-pull interpolation of inverse depth
+    (mean of the valid pixels at the finest pyramid level that has one); still 0 where the
+    whole image has no depth."""
+    inv = torch.where(depth > 0, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))[None, None]
+    w = (depth > 0).float()[None, None]
+    pyramid = [(inv, w)]
+    for _ in range(levels):
+        s_inv = F.avg_pool2d(inv * w, 2, ceil_mode=True)
+        s_w = F.avg_pool2d(w, 2, ceil_mode=True)
+        inv = s_inv / s_w.clamp_min(1e-6)
+        w = (s_w > 0).float()
+        pyramid.append((inv, w))
+        if min(inv.shape[-2:]) == 1:
+            break
+    filled = pyramid[-1][0]
+    for inv, w in reversed(pyramid[:-1]):
+        up = filled.repeat_interleave(2, -2).repeat_interleave(2, -1)[..., : inv.shape[-2], : inv.shape[-1]]
+        filled = torch.where(w > 0, inv, up)
+    filled = filled[0, 0]
+    return torch.where(filled > 0, 1.0 / filled.clamp_min(1e-6), torch.zeros_like(filled))
+
+
 def warp_references(
     references: Sequence[Keyframe],
     T_world_cam: np.ndarray,  # [4, 4] target camera optical pose
@@ -172,7 +209,9 @@ def warp_references(
     refs = select_references(references, T_world_cam, k)
     H, W = intrinsics.height, intrinsics.width
     device = torch.device(device)
-    depth = target_depth(refs, T_world_cam, intrinsics, device)  # [H, W]
+    observed = target_depth(refs, T_world_cam, intrinsics, device)  # [H, W]
+    depth = fill_depth(observed)
+    guessed = (observed <= 0) & (depth > 0)
     rays = torch.from_numpy(_pixel_rays(intrinsics)).to(device).permute(2, 0, 1)  # [3, H, W]
     rx, ry = rays[0], rays[1]  # rz = 1
     has_depth = depth > 0
@@ -183,6 +222,7 @@ def warp_references(
 
     colour = torch.zeros(k, 3, H, W, device=device)
     valid = torch.zeros(k, 1, H, W, device=device)
+    plausible = torch.zeros(k, 1, H, W, device=device)
     geometry = torch.zeros(k, GEOMETRY_CHANNELS, H, W, device=device)
     known = has_depth.float()
     T_cam_world = np.linalg.inv(T_world_cam)
@@ -204,13 +244,15 @@ def warp_references(
         ok = inside & (z_ref > 0)
         rel = torch.where(ok, (z_ref - z) * inv_z, torch.zeros_like(z))
         visible = ok & (rel.abs() <= VISIBILITY_TOLERANCE)
+        maybe = inside & ~visible & ((z_ref <= 0) | guessed)
         grid = torch.stack([(u + 0.5) * (2.0 / Kr.width) - 1, (v + 0.5) * (2.0 / Kr.height) - 1], dim=-1)
         image = torch.from_numpy(ref.colour).to(device).permute(2, 0, 1).float().div_(255.0)
         sampled = F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="border",
                                 align_corners=False)[0]
         vis = visible.float()
-        colour[slot] = sampled * vis
+        colour[slot] = sampled * (visible | maybe).float()
         valid[slot, 0] = vis
+        plausible[slot, 0] = maybe.float()
         # Geometry: rays from the reference centre (in the target frame) to the surface.
         c = (T_cam_world @ ref.T_world_cam)[:3, 3]
         ax, ay, az = px - float(c[0]), py - float(c[1]), pz - float(c[2])
@@ -229,6 +271,6 @@ def warp_references(
         g[8] = (float(t[0]) * dy - float(t[1]) * dx) * s
     covered = valid.amax(dim=0)  # [1, H, W]
     inv_depth = torch.where(has_depth, 1.0 / depth.clamp_min(1e-3), torch.zeros_like(depth))
-    target = torch.cat([inv_depth[None], covered, torch.stack([ux, uy, uz])], dim=0)
-    return WarpBundle(colour=colour[None], valid=valid[None], geometry=geometry[None], target=target[None],
-                      depth=depth[None, None])
+    target = torch.cat([inv_depth[None], covered, guessed.float()[None], torch.stack([ux, uy, uz])], dim=0)
+    return WarpBundle(colour=colour[None], valid=valid[None], plausible=plausible[None], geometry=geometry[None],
+                      target=target[None], depth=observed[None, None])
