@@ -67,14 +67,14 @@ def _psnr(a, b, mask=None):
 def test_warp_of_the_target_itself_reproduces_it(sequence):
     frame = sequence[4]
     b = warp_references([frame], frame.T_world_cam, SMALL, k=2)
-    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape[2] == 9 and b.target.shape == (1, 6, 60, 80)
+    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape == (1, 2, 11, 30, 40) and b.target.shape == (1, 6, 30, 40)
     valid = b.valid[0, 0, 0].numpy() > 0
     assert valid.mean() > 0.99 and b.valid[0, 1].sum() == 0  # empty second slot
     rgb = (b.colour[0, 0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     assert np.abs(rgb[valid].astype(int) - frame.colour[valid].astype(int)).max() <= 1
     np.testing.assert_allclose(b.depth[0, 0].numpy(), frame.depth, rtol=1e-5)
     # Same camera: zero angle, zero depth disagreement, zero moment.
-    assert float(b.geometry[0, 0, :2].abs().max()) < 1e-2 and float(b.geometry[0, 0, 6:].abs().max()) < 1e-4
+    assert float(b.geometry[0, 0, :2].abs().max()) < 1e-2 and float(b.geometry[0, 0, 6:].abs().max()) < 1e-3
 
 
 def test_warp_from_neighbours_matches_exact_render(sequence):
@@ -118,7 +118,7 @@ def test_model_shapes_odd_sizes_and_range():
     model = FrameModel(ModelConfig(k=3)).eval()
     valid = (torch.rand(2, 3, 1, 37, 51) > 0.3).float()
     b = WarpBundle(torch.rand(2, 3, 3, 37, 51), valid, (1 - valid) * (torch.rand(2, 3, 1, 37, 51) > 0.5),
-                   torch.randn(2, 3, 9, 37, 51), torch.rand(2, 6, 37, 51), torch.rand(2, 1, 37, 51))
+                   torch.randn(2, 3, 11, 19, 26), torch.rand(2, 6, 19, 26), torch.rand(2, 1, 37, 51))
     with torch.no_grad():
         out = model(b)
     assert out.shape == (2, 3, 37, 51) and float(out.min()) >= 0 and float(out.max()) <= 1

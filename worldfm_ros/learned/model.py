@@ -140,18 +140,21 @@ class FrameModel(nn.Module):
         if K != self.k:
             raise ValueError(f"model has {self.k} reference slots, bundle has {K}")
         ph, pw = (-H) % SIZE_MULTIPLE, (-W) % SIZE_MULTIPLE
-        per_ref = torch.cat([colour, usable, bundle.valid, bundle.geometry], dim=2).view(B * K, -1, H, W)
-        target = bundle.target
+        per_ref = torch.cat([colour, usable, bundle.valid], dim=2).view(B * K, 5, H, W)
         if ph or pw:
             per_ref = F.pad(per_ref, (0, pw, 0, ph), mode="replicate")
-            target = F.pad(target, (0, pw, 0, ph), mode="replicate")
-        per_ref = F.avg_pool2d(per_ref, 2)
-        target_h = F.avg_pool2d(target, 2)
+        per_ref = F.avg_pool2d(per_ref, 2)  # [B*K, 5, h, w]
         h, w = per_ref.shape[-2:]
+        geometry, target_h = bundle.geometry, bundle.target  # half resolution
+        gh, gw = geometry.shape[-2:]
+        if (gh, gw) != (h, w):
+            geometry = F.pad(geometry.reshape(B * K, -1, gh, gw), (0, w - gw, 0, h - gh), mode="replicate")
+            target_h = F.pad(target_h, (0, w - gw, 0, h - gh), mode="replicate")
+        geometry = geometry.reshape(B * K, -1, h, w)
         v_h = per_ref[:, 3:4]
-        rgb_h = per_ref[:, :3] / v_h.clamp_min(1e-3)  # mean colour of the visible samples
+        rgb_h = per_ref[:, :3] / v_h.clamp_min(1e-3)  # mean colour of the usable samples
         glob = target_h.unsqueeze(1).expand(B, K, -1, h, w).reshape(B * K, -1, h, w)
-        feats = self.ref_encoder(torch.cat([rgb_h, per_ref[:, 3:], glob], dim=1))  # [B*K, c, h, w]
+        feats = self.ref_encoder(torch.cat([rgb_h, per_ref[:, 3:], geometry, glob], dim=1))  # [B*K, c, h, w]
         c = feats.shape[1]
         f5 = feats.view(B, K, c, h, w)
         v5 = v_h.view(B, K, 1, h, w)

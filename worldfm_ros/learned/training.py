@@ -187,8 +187,8 @@ def _crop(sample: Sample, crop, rng: np.random.Generator) -> Sample:
     if ch >= H and cw >= W:
         return sample
     ch, cw = min(ch, H), min(cw, W)
-    y0 = int(rng.integers(0, H - ch + 1))
-    x0 = int(rng.integers(0, W - cw + 1))
+    y0 = 2 * int(rng.integers(0, (H - ch) // 2 + 1))  # even: half-resolution maps stay aligned
+    x0 = 2 * int(rng.integers(0, (W - cw) // 2 + 1))
     return sample.crop(y0, x0, ch, cw)
 
 

@@ -19,8 +19,9 @@ reference keyframes:
    the renderer does not count it as covered.
 4. **Geometry per reference and pixel** - relative depth disagreement, the angle between the
    target ray and the reference ray at the surface point, the log distance ratio (scale
-   change), and the Plücker coordinates ``(d, o x d)`` of the target ray expressed in the
-   reference camera frame (this encodes the reference's pose relative to the target).
+   change), the Plücker coordinates ``(d, o x d)`` of the target ray expressed in the
+   reference camera frame, and the reference's baseline and rotation relative to the target
+   (constant maps).
 
 Everything is float32 torch on one device. Conventions: ``T_world_cam`` maps camera optical
 coordinates (x right, y down, z forward) to the world; depth is z-depth [m], 0 = unknown.
@@ -47,8 +48,9 @@ NEAR = 0.05
 VISIBILITY_TOLERANCE = 0.05
 #: Moments of Plücker coordinates are divided by this baseline [m] (indoor baselines are cm).
 MOMENT_SCALE = 0.1
-#: Per-reference geometry channels: depth disagreement, angle, log scale, Plücker (6).
-GEOMETRY_CHANNELS = 9
+#: Per-reference geometry channels: depth disagreement, angle, log scale, Plücker (6), and two
+#: constants of the reference's pose relative to the target: baseline / 0.1 m, rotation / 0.1 rad.
+GEOMETRY_CHANNELS = 11
 #: Target channels: inverse depth [1/m], coverage, depth-is-guessed flag, unit ray direction (3).
 TARGET_CHANNELS = 6
 #: Push-pull levels of the depth fill (holes up to about 2^levels pixels across are filled).
@@ -63,9 +65,11 @@ class WarpBundle:
         colour: ``[B, K, 3, H, W]`` warped reference colour in [0, 1], 0 where not usable.
         valid: ``[B, K, 1, H, W]`` 1 where the target pixel is visible in that reference.
         plausible: ``[B, K, 1, H, W]`` 1 where the sample is usable but not verified.
-        geometry: ``[B, K, 9, H, W]`` per-reference geometry (see module docstring).
-        target: ``[B, 6, H, W]`` inverse depth [1/m] (0 unknown), coverage, depth guessed,
-            ray direction.
+        geometry: ``[B, K, 11, h, w]`` per-reference geometry (see module docstring) at
+            half resolution: ``h = ceil(H / 2)``, ``w = ceil(W / 2)``, sampled at the
+            even pixels ``(2i, 2j)``.
+        target: ``[B, 6, h, w]`` inverse depth [1/m] (0 unknown), coverage (fraction of the
+            2x2 block), depth guessed, ray direction; half resolution like ``geometry``.
         depth: ``[B, 1, H, W]`` target z-depth [m] from the splat, 0 = unknown (not the guess).
     """
 
@@ -85,9 +89,14 @@ class WarpBundle:
         return WarpBundle(*(getattr(self, n).to(device) for n in _FIELDS))
 
     def crop(self, y0: int, x0: int, h: int, w: int) -> "WarpBundle":
-        """The window ``[y0:y0+h, x0:x0+w]`` of every map."""
-        return WarpBundle(*(getattr(self, n)[..., y0:y0 + h, x0:x0 + w]
-                            for n in _FIELDS))
+        """The window ``[y0:y0+h, x0:x0+w]`` of every map (``y0``, ``x0`` even, so the
+        half-resolution maps stay aligned; odd values raise ``ValueError``)."""
+        if y0 % 2 or x0 % 2:
+            raise ValueError(f"crop offsets must be even, got ({y0}, {x0})")
+        full = {n: getattr(self, n)[..., y0:y0 + h, x0:x0 + w] for n in ("colour", "valid", "plausible", "depth")}
+        half = {n: getattr(self, n)[..., y0 // 2:(y0 + h + 1) // 2, x0 // 2:(x0 + w + 1) // 2]
+                for n in ("geometry", "target")}
+        return WarpBundle(**full, **half)
 
     @staticmethod
     def stack(bundles: Sequence["WarpBundle"]) -> "WarpBundle":
@@ -213,18 +222,21 @@ def warp_references(
     depth = fill_depth(observed)
     guessed = (observed <= 0) & (depth > 0)
     rays = torch.from_numpy(_pixel_rays(intrinsics)).to(device).permute(2, 0, 1)  # [3, H, W]
-    rx, ry = rays[0], rays[1]  # rz = 1
     has_depth = depth > 0
-    px, py, pz = rx * depth, ry * depth, depth  # target-frame points
+    px, py, pz = rays[0] * depth, rays[1] * depth, depth  # target-frame points (ray z = 1)
+    # Geometry features at half resolution (the network's working resolution): even pixels.
+    hx, hy, hz = px[::2, ::2], py[::2, ::2], pz[::2, ::2]
+    rx, ry = rays[0, ::2, ::2], rays[1, ::2, ::2]
     inv_norm = torch.rsqrt(rx * rx + ry * ry + 1.0)
     ux, uy, uz = rx * inv_norm, ry * inv_norm, inv_norm  # unit rays
-    point_dist = (depth / inv_norm).clamp_min(1e-6)  # |p| = z * |ray|
+    point_dist = (hz / inv_norm).clamp_min(1e-6)  # |p| = z * |ray|
+    known = (hz > 0).float()
+    h2, w2 = hz.shape
 
     colour = torch.zeros(k, 3, H, W, device=device)
     valid = torch.zeros(k, 1, H, W, device=device)
     plausible = torch.zeros(k, 1, H, W, device=device)
-    geometry = torch.zeros(k, GEOMETRY_CHANNELS, H, W, device=device)
-    known = has_depth.float()
+    geometry = torch.zeros(k, GEOMETRY_CHANNELS, h2, w2, device=device)
     T_cam_world = np.linalg.inv(T_world_cam)
     for slot, ref in enumerate(refs):
         T_ref_target = np.linalg.inv(ref.T_world_cam) @ T_world_cam
@@ -249,17 +261,16 @@ def warp_references(
         image = torch.from_numpy(ref.colour).to(device).permute(2, 0, 1).float().div_(255.0)
         sampled = F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="border",
                                 align_corners=False)[0]
-        vis = visible.float()
         colour[slot] = sampled * (visible | maybe).float()
-        valid[slot, 0] = vis
+        valid[slot, 0] = visible.float()
         plausible[slot, 0] = maybe.float()
         # Geometry: rays from the reference centre (in the target frame) to the surface.
         c = (T_cam_world @ ref.T_world_cam)[:3, 3]
-        ax, ay, az = px - float(c[0]), py - float(c[1]), pz - float(c[2])
+        ax, ay, az = hx - float(c[0]), hy - float(c[1]), hz - float(c[2])
         ref_dist = torch.sqrt(ax * ax + ay * ay + az * az).clamp_min(1e-6)
-        cos = ((ax * px + ay * py + az * pz) / (ref_dist * point_dist)).clamp(-1.0, 1.0)
+        cos = ((ax * hx + ay * hy + az * hz) / (ref_dist * point_dist)).clamp(-1.0, 1.0)
         g = geometry[slot]
-        g[0] = rel.clamp(-0.25, 0.25) * 4.0
+        g[0] = rel[::2, ::2].clamp(-0.25, 0.25) * 4.0
         g[1] = torch.arccos(cos) * (10.0 * known)
         g[2] = torch.log(ref_dist / point_dist).clamp(-1.0, 1.0) * (5.0 * known)
         # Plücker coordinates of the target rays in the reference frame: d = R u, m = t x d.
@@ -269,8 +280,11 @@ def warp_references(
         g[6] = (float(t[1]) * dz - float(t[2]) * dy) * s
         g[7] = (float(t[2]) * dx - float(t[0]) * dz) * s
         g[8] = (float(t[0]) * dy - float(t[1]) * dx) * s
-    covered = valid.amax(dim=0)  # [1, H, W]
-    inv_depth = torch.where(has_depth, 1.0 / depth.clamp_min(1e-3), torch.zeros_like(depth))
-    target = torch.cat([inv_depth[None], covered, guessed.float()[None], torch.stack([ux, uy, uz])], dim=0)
+        g[9] = float(np.linalg.norm(t)) / 0.1
+        g[10] = math.acos(max(-1.0, min(1.0, (float(np.trace(R)) - 1.0) / 2.0))) / 0.1
+    covered = F.avg_pool2d(valid.amax(dim=0, keepdim=True), 2, ceil_mode=True)[0]  # [1, h, w]
+    inv_depth = torch.where(hz > 0, 1.0 / hz.clamp_min(1e-3), torch.zeros_like(hz))
+    target = torch.cat([inv_depth[None], covered, guessed[::2, ::2].float()[None],
+                        torch.stack([ux, uy, uz])], dim=0)
     return WarpBundle(colour=colour[None], valid=valid[None], plausible=plausible[None], geometry=geometry[None],
                       target=target[None], depth=observed[None, None])
