@@ -148,3 +148,26 @@ def test_novelty_is_zero_for_an_already_seen_view():
     ref.id = 0
     assert view_novelty(frame, [ref]) == 0.0
     assert view_novelty(frame, []) == 1.0
+
+
+def test_backend_fallback_when_the_model_cannot_be_loaded(tmp_path):
+    from worldfm_ros.core.errors import ModelLoadError
+
+    missing = str(tmp_path / "missing.pt")
+    world = WorldService(WorldServiceConfig(backend="learned", model_path=missing, backend_fallback=True))
+    assert world.backend == "geometric"
+    assert any("learned" in w for w in world.warnings)
+    with pytest.raises(ModelLoadError):
+        WorldService(WorldServiceConfig(backend="learned", model_path=missing, backend_fallback=False))
+
+
+def test_cuda_request_without_cuda_falls_back_to_cpu():
+    from worldfm_ros.core.errors import ModelLoadError
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available on this machine: nothing to fall back from")
+    world = WorldService(WorldServiceConfig(device="cuda"))
+    assert any("cuda" in w for w in world.warnings)
+    with pytest.raises(ModelLoadError):
+        WorldService(WorldServiceConfig(device="cuda", backend_fallback=False))
