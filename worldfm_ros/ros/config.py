@@ -12,7 +12,7 @@ rclpy is imported only inside the ROS-facing functions: the YAML path works with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from worldfm_ros.core.camera import Intrinsics, validate_image_size
-from worldfm_ros.core.errors import EmptyMemoryError, InvalidIntrinsicsError, InvalidSizeError, WorldFMError
+from worldfm_ros.core.errors import EmptyMemoryError, InvalidIntrinsicsError, WorldFMError
 from worldfm_ros.core.frame_sync import FrameSync, SyncDrop, SyncedPair
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.odometry_buffer import OdometryBuffer, PoseUnavailableError
