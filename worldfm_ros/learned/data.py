@@ -6,7 +6,10 @@ Two kinds of scene:
 * :func:`synthetic_scene` - a procedural world of :mod:`worldfm_ros.core.synthetic` driven
   along a random robot loop (random camera height, pitch, roll, field of view, speed and
   look-around), rendered exactly and passed through a random :class:`SensorModel`
-  (misregistration, depth noise and holes, exposure, blur, JPEG). Ground truth is exact.
+  (misregistration, depth noise and holes, exposure, blur, JPEG) with slow drifts of pose
+  (a tracker's error: the frame is rendered at the true pose but stored with the drifted
+  one) and exposure, so references close in time agree better than distant ones, as on a
+  real robot. Ground truth is exact.
 * :func:`dataset_scene` - any posed RGB-D source :func:`worldfm_ros.core.datasets.open_dataset`
   reads (7-Scenes / TUM folders, world files): self-supervised leave-one-out, i.e. a frame is
   rendered from the *other* frames' keyframes and compared with itself. With
@@ -34,7 +37,7 @@ from worldfm_ros.core.camera import Intrinsics
 from worldfm_ros.core.evaluation import is_target
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig
-from worldfm_ros.learned.sensor import SensorModel
+from worldfm_ros.learned.sensor import SensorModel, smooth_drift
 from worldfm_ros.learned.warp import WarpBundle, warp_references
 
 #: First world seed used for training (seeds below it are never trained on).
@@ -114,8 +117,25 @@ def _rot_z(angle: float) -> np.ndarray:
     return T
 
 
-def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames: int = 80,
-                    sensor_strength: Optional[float] = None, supersample: int = 2, held_out=()) -> Scene:
+def _small_motion(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """``[4, 4]`` rigid motion: rotation vector [rad] (Rodrigues) and translation [m]."""
+    import cv2
+
+    T = np.eye(4)
+    T[:3, :3] = cv2.Rodrigues(np.asarray(rotation, np.float64).reshape(3, 1))[0]
+    T[:3, 3] = translation
+    return T
+
+
+#: Upper ends of the slow drifts and the rig's colour-depth baseline at sensor strength 1:
+#: pose drift [m] and [deg], exposure drift (log gain), colour camera offset [m].
+REALISM = {"drift_t": 0.04, "drift_r_deg": 1.5, "drift_exposure": 0.12, "colour_baseline": 0.035,
+           "colour_focal": 0.03, "colour_centre": 2.0}
+
+
+def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames: int = 100,
+                    sensor_strength: Optional[float] = None, supersample: int = 2, held_out=(),
+                    realism: Optional[dict] = None) -> Scene:
     """A random robot sequence through procedural world ``seed`` (see the module docstring).
 
     Frames are rendered with ``supersample`` x ``supersample`` samples per pixel: a real camera
@@ -131,24 +151,57 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
     world = generate_world(int(seed))
     f = rng.uniform(0.8, 1.05) * width
     K = Intrinsics(f, f, (width - 1) / 2 + rng.normal(0, 2), (height - 1) / 2 + rng.normal(0, 2), width, height)
-    camera_to_base = DEFAULT_CAMERA_TO_BASE @ _rot_x(-rng.uniform(-0.15, 0.45)) @ _rot_z(rng.normal(0, 0.05))
-    try:
-        traj = plan_loop(world, int(seed), 400, camera_height=float(rng.uniform(0.35, 1.5)),
-                         speed=float(rng.uniform(0.15, 0.45)), camera_to_base=camera_to_base,
-                         yaw_wobble=float(rng.uniform(0.0, 0.5)))
-    except ValueError:
-        traj = plan_loop(world, int(seed), 400)
-    n = min(n_frames, traj.period)  # one loop at most: no exactly repeated pose
+    # One or two passes through the world on different loops (camera height, pitch, speed,
+    # look-around): the second pass revisits places seen from elsewhere, so retrieval mixes
+    # near and far references as on a robot that comes back.
+    passes = 1 if rng.random() < 0.4 else 2
+    poses, stamps, clock = [], [], []  # clock: frame time of the drifts (a gap between passes)
+    for p in range(passes):
+        camera_to_base = DEFAULT_CAMERA_TO_BASE @ _rot_x(-rng.uniform(-0.15, 0.45)) @ _rot_z(rng.normal(0, 0.05))
+        try:
+            traj = plan_loop(world, int(seed) + 7919 * p, 400, camera_height=float(rng.uniform(0.35, 1.5)),
+                             speed=float(rng.uniform(0.15, 0.45)), camera_to_base=camera_to_base,
+                             yaw_wobble=float(rng.uniform(0.0, 0.5)))
+        except ValueError:
+            traj = plan_loop(world, int(seed) + 7919 * p, 400)
+        stride = int(rng.integers(1, 3))  # 1-2 loop frames per stored frame: 1-6 cm apart
+        m = min(n_frames // passes, traj.period // stride)  # one loop at most: no repeated pose
+        start = int(rng.integers(traj.period))
+        index = (start + stride * np.arange(m)) % traj.period
+        poses += list(traj.T_world_cam[index])
+        offset = stamps[-1] + 1.0 if stamps else 0.0
+        stamps += list(offset + np.arange(m) * stride / 15.0)
+        clock += list(p * (n_frames + 150) + np.arange(m))
+    n = len(poses)
     if sensor_strength is None:
         sensor_strength = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.3, 1.2))
     sensor = SensorModel.draw(rng, sensor_strength)
+    # Slow drifts (strength-scaled): pose error as a tracker's, auto-exposure.
+    s = float(sensor_strength)
+    r = dict(REALISM, **(realism or {}))
+    span = clock[-1] + 1
+    drift_t = smooth_drift(rng, span, 3, rng.uniform(0.0, r["drift_t"]) * s)[clock]  # [m]
+    drift_r = smooth_drift(rng, span, 3, math.radians(rng.uniform(0.0, r["drift_r_deg"])) * s)[clock]  # [rad]
+    drift_exposure = smooth_drift(rng, span, 1, rng.uniform(0.0, r["drift_exposure"]) * s)[clock]
+    # Kinect-like rig: the colour camera sits a few cm beside the depth camera whose pose is
+    # reported, so colour and depth disagree by a depth-dependent parallax.
+    direction = rng.normal(0, 1, 3) * (1.0, 0.3, 0.3)
+    colour_offset = _small_motion(rng.normal(0, math.radians(0.3) * s, 3),
+                                  direction / np.linalg.norm(direction) * rng.uniform(0.0, r["colour_baseline"]) * s)
+    # ... and has its own calibration, while the depth camera's is the one reported.
+    f_c = f * (1.0 + rng.uniform(-1, 1) * r["colour_focal"] * s)
+    K_colour = Intrinsics(f_c, f_c * (1.0 + rng.normal(0, 0.003 * s)), K.cx + rng.normal(0, r["colour_centre"] * s),
+                          K.cy + rng.normal(0, r["colour_centre"] * s), width, height)
     frames = []
     for i in range(n):
-        T = traj.T_world_cam[i]
-        colour, depth = world.render(T, K, supersample=supersample)
-        if sensor_strength > 0:
-            colour, depth = sensor.colour(colour, rng), sensor.depth(depth, rng)
-        frames.append(Keyframe(colour, depth, K, T, float(traj.stamps[i])))
+        T = poses[i]
+        colour, depth = world.render(T @ colour_offset, K_colour, supersample=supersample)
+        if s > 0:
+            depth = world.cast(T, K).depth
+            colour = sensor.colour(colour, rng, drift_exposure[i, 0])
+            depth = sensor.depth(depth, rng)
+            T = T @ _small_motion(drift_r[i], drift_t[i])  # the pose the tracker reports
+        frames.append(Keyframe(colour, depth, K, T, float(stamps[i])))
     return Scene.build(frames, f"synthetic:{seed}", held_out)
 
 

@@ -4,7 +4,8 @@ trained on them transfers to real cameras (7-Scenes' Kinect v1 in particular).
 Per *sequence* (one camera rig): a fixed colour-to-depth misregistration (the colour image is
 shifted by a sub-pixel offset relative to depth, as when the depth camera's pose is used for
 colour), depth noise level, hole rate, blur and JPEG quality ranges.
-Per *frame*: exposure and white-balance gains, blur, pixel noise, JPEG compression; depth
+Per *frame*: exposure and white-balance gains (i.i.d. jitter; :func:`smooth_drift` gives the
+slow part), blur, pixel noise, JPEG compression; depth
 noise (relative, growing with distance), dropout at depth discontinuities and low-frequency
 blobs of invalid depth (about ``hole_rate`` of the pixels), and no depth beyond ``max_range``.
 Every draw comes from the ``numpy.random.Generator`` passed in, so a seed fixes the bytes.
@@ -60,15 +61,16 @@ class SensorModel:
             edge_dropout=float(rng.uniform(0.2, 0.8) * s),
             max_range=float(rng.uniform(4.0, 8.0)) if s > 0 else float("inf"),
             blur_sigma=(float(lo_blur), float(lo_blur + rng.uniform(0.0, 0.6) * s)),
-            jpeg_quality=(int(70 + 20 * (1 - s)), 98) if s > 0 else (100, 100),
+            jpeg_quality=(int(85 + 10 * (1 - s)), 98) if s > 0 else (100, 100),
             exposure_sigma=float(0.06 * s),
             white_balance_sigma=float(0.02 * s),
-            pixel_noise=float(rng.uniform(0.0, 2.5) * s),
+            pixel_noise=float(rng.uniform(0.0, 1.0) * s),
         )
 
     # ------------------------------------------------------------------ colour
-    def colour(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``uint8 [H, W, 3]`` RGB as this sensor would deliver it."""
+    def colour(self, image: np.ndarray, rng: np.random.Generator, log_gain=0.0) -> np.ndarray:
+        """``uint8 [H, W, 3]`` RGB as this sensor would deliver it; ``log_gain`` (scalar or
+        ``[3]``) is added to the random exposure, e.g. a slow auto-exposure drift."""
         img = image.astype(np.float32)
         if self.shift != (0.0, 0.0):
             M = np.array([[1.0, 0.0, self.shift[0]], [0.0, 1.0, self.shift[1]]], np.float32)
@@ -77,7 +79,8 @@ class SensorModel:
         sigma = rng.uniform(*self.blur_sigma)
         if sigma > 0.05:
             img = cv2.GaussianBlur(img, (0, 0), sigma)
-        gain = np.exp(rng.normal(0.0, self.exposure_sigma) + rng.normal(0.0, self.white_balance_sigma, 3))
+        gain = np.exp(rng.normal(0.0, self.exposure_sigma) + rng.normal(0.0, self.white_balance_sigma, 3)
+                      + np.asarray(log_gain, np.float64))
         img = img * gain.astype(np.float32)
         if self.pixel_noise > 0:
             img = img + rng.normal(0.0, self.pixel_noise, img.shape).astype(np.float32)
@@ -114,3 +117,17 @@ class SensorModel:
             valid &= field < threshold
         valid &= d < self.max_range
         return np.where(valid, d, 0.0).astype(np.float32)
+
+
+def smooth_drift(rng: np.random.Generator, n: int, dims: int, amplitude: float,
+                 periods=(40.0, 200.0), terms: int = 3) -> np.ndarray:
+    """``[n, dims]`` smooth random signal (sum of ``terms`` sinusoids per dimension with
+    periods in ``periods`` frames), each dimension within about ``+-amplitude``: slowly
+    drifting pose error or exposure, so frames close in time agree more than distant ones."""
+    i = np.arange(n, dtype=np.float64)[:, None]
+    out = np.zeros((n, dims))
+    for _ in range(terms):
+        period = rng.uniform(*periods, size=dims)
+        phase = rng.uniform(0, 2 * np.pi, size=dims)
+        out += rng.uniform(-1, 1, size=dims) * np.sin(2 * np.pi * i / period + phase)
+    return out * (amplitude / terms)
