@@ -165,9 +165,12 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
         except ValueError:
             traj = plan_loop(world, int(seed) + 7919 * p, 400)
         stride = int(rng.integers(1, 3))  # 1-2 loop frames per stored frame: 1-6 cm apart
-        m = min(n_frames // passes, traj.period // stride)  # one loop at most: no repeated pose
-        start = int(rng.integers(traj.period))
-        index = (start + stride * np.arange(m)) % traj.period
+        span = min(traj.period, len(traj.T_world_cam))
+        m = min(n_frames // passes, span // stride)  # one loop at most: no repeated pose
+        if span == traj.period:  # a whole loop: start anywhere, wrap around
+            index = (int(rng.integers(span)) + stride * np.arange(m)) % span
+        else:
+            index = int(rng.integers(span - stride * (m - 1))) + stride * np.arange(m)
         poses += list(traj.T_world_cam[index])
         offset = stamps[-1] + 1.0 if stamps else 0.0
         stamps += list(offset + np.arange(m) * stride / 15.0)
