@@ -31,8 +31,8 @@ def frame(T, depth=2.0, value=0):
     return Keyframe(colour, np.full((INTR.height, INTR.width), depth, np.float32), INTR, T)
 
 
-def test_insertion_policy_needs_both_thresholds():
-    mem = KeyframeMemory(MemoryConfig(min_translation=0.05, min_rotation_deg=5.0))
+def test_pose_insertion_policy_needs_both_thresholds():
+    mem = KeyframeMemory(MemoryConfig(insertion="pose", min_translation=0.05, min_rotation_deg=5.0))
     assert mem.consider(frame(camera_pose())) == 0
     assert mem.consider(frame(camera_pose(0.03))) is None  # close in both
     assert mem.consider(frame(camera_pose(0.0, yaw_deg=3))) is None
@@ -41,10 +41,11 @@ def test_insertion_policy_needs_both_thresholds():
     assert len(mem) == 3
 
 
-def test_repeated_loops_do_not_grow_memory():
+@pytest.mark.parametrize("policy", ["parallax", "pose"])
+def test_repeated_loops_do_not_grow_memory(policy):
     loop = [camera_pose(math.cos(a) * 2, math.sin(a) * 2, math.degrees(a) + 90)
             for a in np.linspace(0, 2 * math.pi, 200, endpoint=False)]
-    mem = KeyframeMemory()
+    mem = KeyframeMemory(MemoryConfig(insertion=policy))
     for T in loop:
         mem.consider(frame(T))
     first = len(mem)
@@ -59,7 +60,7 @@ def test_repeated_loops_do_not_grow_memory():
 
 
 def test_eviction_keeps_the_only_view_of_a_region():
-    mem = KeyframeMemory(MemoryConfig(max_keyframes=3))
+    mem = KeyframeMemory(MemoryConfig(insertion="pose", max_keyframes=3))
     lonely = mem.consider(frame(camera_pose(10.0, 10.0)))
     a = mem.consider(frame(camera_pose(0.0)))
     b = mem.consider(frame(camera_pose(0.06)))
@@ -73,11 +74,25 @@ def test_eviction_keeps_the_only_view_of_a_region():
 
 def test_eviction_callback_and_insert_callback():
     inserted = []
-    mem = KeyframeMemory(MemoryConfig(max_keyframes=2), on_insert=lambda kf: inserted.append(kf.id))
+    mem = KeyframeMemory(MemoryConfig(insertion="pose", max_keyframes=2), on_insert=lambda kf: inserted.append(kf.id))
     for i in range(4):
         mem.consider(frame(camera_pose(i * 0.1)))
     assert inserted == [0, 1, 2, 3]
     assert len(mem) == 2
+
+
+def test_parallax_policy_follows_scene_depth():
+    """The same 3 cm step is novel in front of a near wall and redundant before a far one."""
+    near, far = KeyframeMemory(), KeyframeMemory()
+    near.consider(frame(camera_pose(0.0), depth=0.5))
+    far.consider(frame(camera_pose(0.0), depth=20.0))
+    step = camera_pose(0.0, 0.03)  # sideways
+    assert near.consider(frame(step, depth=0.5)) is not None
+    assert far.consider(frame(step, depth=20.0)) is None
+    # Turning 10 degrees shifts the whole image: novel whatever the depth.
+    assert far.consider(frame(camera_pose(0.0, yaw_deg=10), depth=20.0)) is not None
+    # A frame without valid depth adds nothing to remember.
+    assert near.consider(frame(camera_pose(1.0), depth=0.0)) is None
 
 
 def test_retrieval_prefers_views_that_cover_the_query():

@@ -40,13 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-rotation-deg", type=float, default=5.0, help="keyframe insertion threshold [deg]")
     p.add_argument("--model", type=Path, help="checkpoint for the learned backend (default: shipped model)")
     p.add_argument("--max-frames", type=int, help="use only the first N frames (quick checks)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a shared 2-core machine more threads stall each other)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
     from worldfm_ros.core.datasets import open_dataset
+
+    torch.set_num_threads(max(1, args.threads))
 
     try:
         frames = list(open_dataset(args.data, args.format, scale=args.scale))

@@ -2,9 +2,15 @@
 
 Three policies live here:
 
-* **Insertion**: a frame becomes a keyframe unless an existing keyframe lies within
-  ``min_translation`` metres *and* ``min_rotation_deg`` degrees of it, so memory grows with
-  the area explored, not with time spent driving around it.
+* **Insertion** (``insertion="parallax"``, the default): a frame becomes a keyframe unless
+  an existing keyframe sees its view almost as it does: its depth samples, projected into
+  that keyframe, land within ``max_parallax`` (a fraction of the image width, 75th
+  percentile) of where the frame saw them, and at most ``max_unseen`` of them fall outside
+  that keyframe's image. Parallax is what a renderer has to bridge, so this keeps keyframes
+  dense where the scene is close and sparse where it is far, and a revisit along the same
+  path adds nothing. ``insertion="pose"`` is the plain rule: a frame is a keyframe unless an
+  existing keyframe lies within ``min_translation`` metres *and* ``min_rotation_deg`` degrees.
+  Either way memory grows with the area explored, not with time spent driving around it.
 * **Retrieval**: for a query camera, candidates come from a spatial hash grid (no scan over
   all keyframes), are pre-ranked by pose distance, and then chosen greedily by how much of
   the query view their back-projected depth covers (diminishing returns for pixels already
@@ -34,6 +40,8 @@ from worldfm_ros.core.spatial_grid import SpatialGrid
 
 #: Retrieval rankings: coverage of the query view (default) or plain pose distance.
 RETRIEVAL_MODES = ("coverage", "pose")
+#: Insertion policies: image parallax to the nearest keyframe (default) or pose thresholds.
+INSERTION_POLICIES = ("parallax", "pose")
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,16 @@ class MemoryConfig:
             ``translation_weight`` metres in the pose distance.
         translation_weight: see ``rotation_weight_deg`` [m].
         anchor_grid: ``(columns, rows)`` of depth samples kept per keyframe for coverage.
+        insertion: ``"parallax"`` or ``"pose"`` (see the module docstring).
+        max_parallax: parallax policy: a frame is redundant when a keyframe sees 75% of its
+            depth samples within this fraction of the image width of where the frame did.
+        max_unseen: parallax policy: ... and at most this fraction of them falls outside.
+        parallax_radius: parallax policy: keyframes farther than this are not compared [m].
         coverage_grid: ``(columns, rows)`` of cells the query view is divided into.
+        min_view_overlap: coverage retrieval drops candidates that cover less than this
+            fraction of the query view's cells.
+        min_coverage_gain: the last reference slot goes to the candidate covering the most
+            still-unseen cells when that is at least this fraction of the view.
         grid_cell: cell size of the spatial hash grid [m].
         eviction_radius: neighbours farther than this do not make a keyframe redundant [m].
     """
@@ -69,7 +86,13 @@ class MemoryConfig:
     rotation_weight_deg: float = 20.0
     translation_weight: float = 0.3
     anchor_grid: tuple[int, int] = (24, 18)
+    insertion: str = "parallax"
+    max_parallax: float = 0.01
+    max_unseen: float = 0.1
+    parallax_radius: float = 1.0
     coverage_grid: tuple[int, int] = (16, 12)
+    min_view_overlap: float = 0.3
+    min_coverage_gain: float = 0.05
     grid_cell: float = 1.0
     eviction_radius: float = 0.5
 
@@ -80,12 +103,15 @@ class MemoryConfig:
                 raise ValueError(f"memory parameter {name} must be a positive number, got {v!r}")
 
         for name in ("min_translation", "min_rotation_deg", "search_radius", "rotation_weight_deg",
-                     "translation_weight", "grid_cell", "eviction_radius"):
+                     "translation_weight", "grid_cell", "eviction_radius", "max_parallax", "max_unseen",
+                     "parallax_radius"):
             positive(name)
         for name in ("max_keyframes", "retrieval_k", "max_candidates"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"memory parameter {name} must be an integer >= 1, got {v!r}")
+        if self.insertion not in INSERTION_POLICIES:
+            raise ValueError(f"memory parameter insertion must be one of {INSERTION_POLICIES}, got {self.insertion!r}")
         if self.retrieval not in RETRIEVAL_MODES:
             raise ValueError(f"memory parameter retrieval must be one of {RETRIEVAL_MODES}, got {self.retrieval!r}")
 
@@ -153,19 +179,64 @@ class KeyframeMemory:
         c = (np.trace(T_a[:3, :3].T @ T_b[:3, :3]) - 1.0) / 2.0
         return math.degrees(math.acos(max(-1.0, min(1.0, c)))) / self.config.min_rotation_deg
 
-    def is_redundant(self, T_world_cam: np.ndarray) -> bool:
-        """True when a keyframe lies within both thresholds of ``T_world_cam``."""
-        T = validate_pose_matrix(T_world_cam)
+    def is_redundant(self, frame) -> bool:
+        """True when the insertion policy would reject ``frame`` (a :class:`Keyframe`).
+
+        A bare pose ``[4, 4]`` is answered with the pose thresholds under ``insertion="pose"``
+        and is never redundant under ``"parallax"`` (that needs the frame's depth).
+        """
+        if isinstance(frame, Keyframe):
+            T = frame.T_world_cam
+        else:
+            T = validate_pose_matrix(frame)
+        if self.config.insertion == "pose":
+            return self._pose_redundant(T)
+        if not isinstance(frame, Keyframe):
+            return False
+        return self._parallax_redundant(frame)
+
+    def _pose_redundant(self, T: np.ndarray) -> bool:
         for kid in self._grid.query_radius(T[:3, 3], self.config.min_translation):
             kf_T = self._frames[int(kid)].T_world_cam
             if self._translation_units(T, kf_T) <= 1.0 and self._rotation_units(T, kf_T) <= 1.0:
                 return True
         return False
 
+    def _parallax_redundant(self, frame: Keyframe) -> bool:
+        cfg = self.config
+        T = frame.T_world_cam
+        # The frame's own depth samples and where the frame saw them (normalised by width).
+        pts, uv = _depth_samples(frame, cfg.anchor_grid)
+        if len(pts) == 0:
+            return True  # no depth: nothing a renderer could use
+        cands = self._grid.query_radius(T[:3, 3], cfg.parallax_radius)
+        uv_norm = uv / frame.intrinsics.width
+        fwd = T[:3, 2]
+        for kid in cands:
+            kf = self._frames[int(kid)]
+            if float(kf.T_world_cam[:3, 2] @ fwd) < 0.5:  # more than 60 degrees apart
+                continue
+            K = kf.intrinsics
+            R_cw = kf.T_world_cam[:3, :3].T
+            pc = np.einsum("nj,ij->ni", pts, R_cw) - R_cw @ kf.T_world_cam[:3, 3]
+            z = pc[:, 2]
+            front = z > 1e-3
+            zf = np.where(front, z, 1.0)
+            u = K.fx * pc[:, 0] / zf + K.cx
+            v = K.fy * pc[:, 1] / zf + K.cy
+            seen = front & (u >= -0.5) & (u < K.width - 0.5) & (v >= -0.5) & (v < K.height - 0.5)
+            if 1.0 - seen.mean() > cfg.max_unseen:
+                continue
+            flow = np.hypot(u / K.width - uv_norm[:, 0], v / K.width - uv_norm[:, 1])
+            flow = np.where(seen, flow, np.inf)
+            if np.percentile(flow, 75) <= cfg.max_parallax:
+                return True
+        return False
+
     # ------------------------------------------------------------------ updates
     def consider(self, frame: Keyframe) -> Optional[int]:
         """Insert ``frame`` if the insertion policy accepts it; returns its new id or None."""
-        if self.is_redundant(frame.T_world_cam):
+        if self.is_redundant(frame):
             return None
         return self.add(frame)
 
@@ -262,19 +333,7 @@ class KeyframeMemory:
 
     def _anchor_points(self, frame: Keyframe) -> np.ndarray:
         """A sparse grid of the frame's valid depth back-projected to the world, ``[P, 3]``."""
-        gw, gh = self.config.anchor_grid
-        h, w = frame.depth.shape
-        us = ((np.arange(gw) + 0.5) * w / gw).astype(np.int64)
-        vs = ((np.arange(gh) + 0.5) * h / gh).astype(np.int64)
-        uu, vv = np.meshgrid(us, vs)
-        z = frame.depth[vv, uu].astype(np.float64)
-        valid = z > 0
-        K = frame.intrinsics
-        x = (uu[valid] - K.cx) / K.fx * z[valid]
-        y = (vv[valid] - K.cy) / K.fy * z[valid]
-        pts_cam = np.stack([x, y, z[valid]], axis=1)
-        T = frame.T_world_cam
-        return (pts_cam @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+        return _depth_samples(frame, self.config.anchor_grid)[0].astype(np.float32)
 
     def _candidates(self, T: np.ndarray, k: int) -> np.ndarray:
         cands = self._grid.query_radius(T[:3, 3], self.config.search_radius)
@@ -319,7 +378,8 @@ class KeyframeMemory:
         t_cw = -R_cw @ T[:3, 3]
         anchors = [self._anchors[int(kid)] for kid in ranked]
         owner = np.repeat(np.arange(len(ranked)), [len(a) for a in anchors])
-        pc = np.concatenate(anchors) @ R_cw.T.astype(np.float32) + t_cw.astype(np.float32)  # [P, 3] query camera
+        # einsum, not @: multi-threaded BLAS stalls on small products when the machine is loaded.
+        pc = np.einsum("nj,ij->ni", np.concatenate(anchors), R_cw.astype(np.float32)) + t_cw.astype(np.float32)
         z = pc[:, 2]
         front = z > 1e-3
         zf = np.where(front, z, 1.0)
@@ -330,18 +390,35 @@ class KeyframeMemory:
         cv = ((v[inside] + 0.5) * gh / intrinsics.height).astype(np.int64).clip(0, gh - 1)
         cover = np.zeros((len(ranked), gw * gh), dtype=np.float64)
         cover[owner[inside], cv * gw + cu] = 1.0
-        # Diminishing returns: a cell's first covering reference is worth 1, its second 0.5.
-        times_covered = np.zeros(gw * gh)
-        proximity = 1.0 / (1.0 + scores)  # in (0, 1]: tie-breaker, closer is better
-        chosen: list[int] = []
-        available = np.ones(len(ranked), dtype=bool)
-        for _ in range(min(k, len(ranked))):
-            value = np.where(times_covered == 0, 1.0, np.where(times_covered == 1, 0.5, 0.0))
-            gain = cover @ value
-            total = gain * (0.5 + 0.5 * proximity) + 1e-3 * proximity
-            total[~available] = -np.inf
-            best = int(np.argmax(total))  # first maximum = best pose rank on exact ties
-            chosen.append(best)
-            available[best] = False
-            times_covered += cover[best]
+        # Candidates that see too little of the view (looking away, or off to the side) are
+        # dropped; the closest views in pose fill all slots but the last; the last goes to
+        # the view that covers most of what is still unseen, if that is a real gain.
+        overlap = cover.mean(axis=1)
+        usable = np.flatnonzero(overlap >= self.config.min_view_overlap)
+        if len(usable) == 0:
+            usable = np.argsort(-overlap, kind="stable")[:1]
+        chosen = list(usable[: max(1, k - 1)])
+        rest = [i for i in usable if i not in chosen]
+        if len(chosen) < k and rest:
+            seen = cover[chosen].max(axis=0)
+            gain = (cover[rest] * (1.0 - seen)).mean(axis=1)
+            best = int(np.argmax(gain))
+            chosen.append(rest[best] if gain[best] >= self.config.min_coverage_gain else rest[0])
         return ranked[chosen]
+
+
+def _depth_samples(frame: Keyframe, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A ``columns x rows`` grid of the frame's valid depth: world points ``float64 [P, 3]``
+    and their pixel coordinates ``[P, 2]`` in the frame."""
+    gw, gh = grid
+    h, w = frame.depth.shape
+    us = ((np.arange(gw) + 0.5) * w / gw).astype(np.int64)
+    vs = ((np.arange(gh) + 0.5) * h / gh).astype(np.int64)
+    uu, vv = np.meshgrid(us, vs)
+    z = frame.depth[vv, uu].astype(np.float64)
+    valid = z > 0
+    K = frame.intrinsics
+    u, v, z = uu[valid].astype(np.float64), vv[valid].astype(np.float64), z[valid]
+    pts_cam = np.stack([(u - K.cx) / K.fx * z, (v - K.cy) / K.fy * z, z], axis=1)
+    T = frame.T_world_cam
+    return np.einsum("nj,ij->ni", pts_cam, T[:3, :3]) + T[:3, 3], np.stack([u, v], axis=1)

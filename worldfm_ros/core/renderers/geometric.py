@@ -1,0 +1,222 @@
+"""``backend: geometric`` - explicit anchors: reference depth forward-projected into the target.
+
+Per target view (PyTorch, CPU or CUDA):
+
+1. every valid, non-edge depth pixel of each reference is a coloured world point (cached per
+   keyframe: keyframes never change after insertion);
+2. the points are moved into the target camera and splatted to their nearest pixel;
+3. a z-buffer keeps, per pixel, the points within ``depth_tolerance`` (relative) of the
+   nearest one, so points of one surface seen by several references blend, weighted by how
+   similar each reference's view is to the target's (axis angle and camera distance), while
+   occluded surfaces are discarded;
+4. pixels no point reached are filled by push-pull and marked not covered.
+
+Determinism: the z-buffer is a ``scatter_reduce(amin)`` (order-independent) and the blend
+sums are accumulated in 64-bit fixed point with integer scatter-adds, which are exact and
+order-independent on every device; the same inputs give the same bytes, on CUDA too.
+:class:`worldfm_ros.core.renderers.reference.ReferenceGeometricRenderer` is the plain numpy
+version of the same algorithm, kept as the test oracle.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from worldfm_ros.core.camera import Intrinsics, validate_image_size
+from worldfm_ros.core.errors import EmptyMemoryError, InvalidPoseError
+from worldfm_ros.core.keyframe import Keyframe
+from worldfm_ros.core.pose import validate_pose_matrix
+from worldfm_ros.core.renderers.base import RenderResult
+from worldfm_ros.core.renderers.hole_filling import push_pull
+from worldfm_ros.core.renderers.splatting import NEAR_PLANE, reference_points, view_weight
+
+#: Fixed-point scale of the blend sums (2**20: weights resolve to 1e-6, sums stay < 2**63).
+_FIXED_POINT = float(2**20)
+
+
+@dataclass(frozen=True)
+class GeometricConfig:
+    """Parameters of the geometric renderer.
+
+    Attributes:
+        depth_tolerance: points within this fraction of the nearest depth at a pixel blend.
+        edge_ratio: reference pixels whose 3x3 depth neighbourhood spans more than this
+            fraction are dropped (depth discontinuities).
+        angle_sigma_deg: view-weight fall-off with the angle between optical axes [deg].
+        distance_scale: view-weight fall-off with camera distance [m].
+        fill_holes: push-pull fill of pixels no point reached.
+        footprint: ``"bilinear"`` (each point spreads over its 4 neighbouring pixels) or
+            ``"point"`` (nearest pixel only; faster, more aliasing and cracks).
+        cache_size: reference point clouds kept (LRU).
+    """
+
+    depth_tolerance: float = 0.03
+    edge_ratio: float = 0.05
+    angle_sigma_deg: float = 5.0
+    distance_scale: float = 0.05
+    fill_holes: bool = True
+    footprint: str = "bilinear"
+    cache_size: int = 256
+
+
+def validate_render_inputs(references: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Common checks of every renderer; returns the poses as float64 ``[B, 4, 4]``."""
+    if len(references) == 0:
+        raise EmptyMemoryError("no reference keyframe to render from", 0)
+    T = np.asarray(T_world_cam, dtype=np.float64)
+    if T.ndim != 3 or T.shape[1:] != (4, 4) or T.shape[0] == 0:
+        raise InvalidPoseError(f"target poses must be [B, 4, 4] with B >= 1, got shape {T.shape}", T.shape)
+    for pose in T:
+        validate_pose_matrix(pose)
+    validate_image_size(intrinsics.width, intrinsics.height)
+    return T
+
+
+class GeometricRenderer:
+    """Forward-splatting renderer with a soft z-buffer and push-pull hole filling.
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``.
+        **options: fields of :class:`GeometricConfig`.
+    """
+
+    name = "geometric"
+
+    def __init__(self, device: str = "cpu", **options):
+        self.config = GeometricConfig(**options)
+        self.device = torch.device(device)
+        self._cache: OrderedDict[int, tuple[Keyframe, torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ point clouds
+    def _cloud(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(points [3, N], colours [3, N])`` of a reference, float32 on the device."""
+        key = id(keyframe)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] is keyframe:
+                self._cache.move_to_end(key)
+                return hit[1], hit[2]
+        points, colours = reference_points(keyframe, self.config.edge_ratio)
+        entry = (
+            keyframe,
+            torch.from_numpy(np.ascontiguousarray(points.T)).to(self.device),  # [3, N] world
+            torch.from_numpy(np.ascontiguousarray(colours.T)).to(self.device),  # [3, N] 0..255
+        )
+        with self._cache_lock:
+            self._cache[key] = entry
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+        return entry[1], entry[2]
+
+    # ------------------------------------------------------------------ rendering
+    @torch.inference_mode()
+    def render(
+        self,
+        references: Sequence[Keyframe],
+        T_world_cam: np.ndarray,  # [B, 4, 4] target camera optical poses
+        intrinsics: Intrinsics,  # shared by all targets; gives the output size
+    ) -> RenderResult:
+        T = validate_render_inputs(references, T_world_cam, intrinsics)
+        clouds = [self._cloud(ref) for ref in references]
+        rgb, depth, covered = [], [], []
+        for pose in T:
+            c, d, m = self._render_one(references, clouds, pose, intrinsics)
+            rgb.append(c)
+            depth.append(d)
+            covered.append(m)
+        covered_arr = np.stack(covered)
+        return RenderResult(
+            rgb=np.stack(rgb),
+            depth=np.stack(depth),
+            covered=covered_arr,
+            coverage=covered_arr.reshape(len(T), -1).mean(axis=1).astype(np.float32),
+            reference_ids=[int(ref.id) for ref in references],
+        )
+
+    def _render_one(self, references, clouds, T: np.ndarray, K: Intrinsics):
+        cfg = self.config
+        W, H = K.width, K.height
+        HW = H * W
+        dev = self.device
+        # One matrix takes world points to (u*z, v*z, z) in the target image.
+        R_cw = T[:3, :3].T
+        t_cw = -R_cw @ T[:3, 3]
+        KR = torch.from_numpy((K.matrix @ R_cw).astype(np.float32)).to(dev)
+        Kt = torch.from_numpy((K.matrix @ t_cw).astype(np.float32)).to(dev)[:, None]
+        inf = torch.tensor(float("inf"), device=dev)
+        dummy = torch.tensor(HW, device=dev)
+
+        # Pass 1: project every reference and build the z-buffer (order-independent amin).
+        projected = []
+        zbuf = torch.full((HW + 1,), float("inf"), device=dev)
+        for points, _ in clouds:
+            uvz = torch.addmm(Kt, KR, points)  # [3, N]
+            z = uvz[2]
+            u = uvz[0] / z
+            v = uvz[1] / z
+            valid = (z > NEAR_PLANE) & (u >= -0.5) & (u < W - 0.5) & (v >= -0.5) & (v < H - 0.5)
+            # Off-view points go to a dummy pixel HW: no boolean indexing on the hot path.
+            pix = torch.where(valid, (v + 0.5).long() * W + (u + 0.5).long(), dummy)
+            z = torch.where(valid, z, inf)
+            zbuf.scatter_reduce_(0, pix, z, reduce="amin")
+            projected.append((pix, z, u, v, valid))
+
+        # Pass 2: blend the points within the depth tolerance of the nearest surface.
+        limit = zbuf * (1.0 + cfg.depth_tolerance)
+        acc = torch.zeros((HW + 1, 5), dtype=self._acc_dtype, device=dev)
+        for ref, (_, colours), (pix, z, u, v, valid) in zip(references, clouds, projected):
+            weight = view_weight(ref.T_world_cam, T, cfg.angle_sigma_deg, cfg.distance_scale)
+            if cfg.footprint == "point":
+                taps = [(pix, None)]
+            else:
+                # Bilinear footprint: each point spreads over the 4 pixels around it.
+                u0 = torch.floor(u)
+                v0 = torch.floor(v)
+                fu, fv = u - u0, v - v0
+                taps = []
+                for du, dv, wt in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)),
+                                   (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
+                    uu, vv = u0 + du, v0 + dv
+                    ok = valid & (uu >= 0) & (uu <= W - 1) & (vv >= 0) & (vv <= H - 1)
+                    taps.append((torch.where(ok, vv.long() * W + uu.long(), dummy), wt))
+            for tap_pix, tap_w in taps:
+                w = (z <= limit[tap_pix]).float() * weight  # [N]
+                if tap_w is not None:
+                    w = w * tap_w
+                values = torch.cat([colours * w, (torch.where(w > 0, z, 0.0) * w)[None], w[None]])  # [5, N]
+                acc.index_add_(0, tap_pix, self._to_acc(values.T))
+        acc = acc[:HW].double() if self._fixed_point else acc[:HW]
+        total = acc[:, 4]
+        covered = total > 0
+        denom = total.clamp(min=1e-30)
+        colour = acc[:, :3] / denom[:, None]
+        depth = torch.where(covered, acc[:, 3] / denom, torch.zeros((), dtype=acc.dtype, device=dev))
+
+        colour_img = colour.T.float().reshape(3, H, W)
+        covered_img = covered.reshape(H, W)
+        if cfg.fill_holes and bool(covered.any()) and not bool(covered.all()):
+            colour_img = push_pull(colour_img, covered_img.float())
+        rgb = colour_img.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
+        return rgb.cpu().numpy(), depth.reshape(H, W).float().cpu().numpy(), covered_img.cpu().numpy()
+
+    @property
+    def _fixed_point(self) -> bool:
+        # CPU index_add_ adds in index order: deterministic in float32. CUDA adds atomically in
+        # any order, so there the sums are taken in exact 64-bit fixed point instead.
+        return self.device.type != "cpu"
+
+    @property
+    def _acc_dtype(self) -> torch.dtype:
+        return torch.long if self._fixed_point else torch.float32
+
+    def _to_acc(self, values: torch.Tensor) -> torch.Tensor:
+        if self._fixed_point:
+            return torch.round(values * _FIXED_POINT).long()
+        return values
