@@ -53,6 +53,8 @@ class GeometricConfig:
         fill_holes: push-pull fill of pixels no point reached.
         footprint: ``"bilinear"`` (each point spreads over its 4 neighbouring pixels) or
             ``"point"`` (nearest pixel only; faster, more aliasing and cracks).
+        min_support: a pixel counts as covered when the footprint weights of the points
+            kept there add up to at least this (1 = one whole point).
         cache_size: reference point clouds kept (LRU).
     """
 
@@ -62,6 +64,7 @@ class GeometricConfig:
     distance_scale: float = 0.05
     fill_holes: bool = True
     footprint: str = "bilinear"
+    min_support: float = 0.25
     cache_size: int = 256
 
 
@@ -170,7 +173,7 @@ class GeometricRenderer:
 
         # Pass 2: blend the points within the depth tolerance of the nearest surface.
         limit = zbuf * (1.0 + cfg.depth_tolerance)
-        acc = torch.zeros((HW + 1, 5), dtype=self._acc_dtype, device=dev)
+        acc = torch.zeros((HW + 1, 6), dtype=self._acc_dtype, device=dev)
         for ref, (_, colours), (pix, z, u, v, valid) in zip(references, clouds, projected):
             weight = view_weight(ref.T_world_cam, T, cfg.angle_sigma_deg, cfg.distance_scale)
             if cfg.footprint == "point":
@@ -187,14 +190,18 @@ class GeometricRenderer:
                     ok = valid & (uu >= 0) & (uu <= W - 1) & (vv >= 0) & (vv <= H - 1)
                     taps.append((torch.where(ok, vv.long() * W + uu.long(), dummy), wt))
             for tap_pix, tap_w in taps:
-                w = (z <= limit[tap_pix]).float() * weight  # [N]
+                support = (z <= limit[tap_pix]).float()  # [N]
                 if tap_w is not None:
-                    w = w * tap_w
-                values = torch.cat([colours * w, (torch.where(w > 0, z, 0.0) * w)[None], w[None]])  # [5, N]
-                acc.index_add_(0, tap_pix, self._to_acc(values.T))
+                    support = support * tap_w
+                w = support * weight
+                values = torch.cat([colours * w, (torch.where(w > 0, z, 0.0) * w)[None], w[None], support[None]])
+                acc.index_add_(0, tap_pix, self._to_acc(values.T))  # [6, N] -> [HW + 1, 6]
         acc = acc[:HW].double() if self._fixed_point else acc[:HW]
         total = acc[:, 4]
-        covered = total > 0
+        # A pixel is covered when stored points land on it with enough footprint weight; a
+        # sliver of a neighbour's bilinear footprint is not an observation of it.
+        support = acc[:, 5] / (_FIXED_POINT if self._fixed_point else 1.0)
+        covered = (support >= cfg.min_support) & (total > 0)
         denom = total.clamp(min=1e-30)
         colour = acc[:, :3] / denom[:, None]
         depth = torch.where(covered, acc[:, 3] / denom, torch.zeros((), dtype=acc.dtype, device=dev))
@@ -202,7 +209,8 @@ class GeometricRenderer:
         colour_img = colour.T.float().reshape(3, H, W)
         covered_img = covered.reshape(H, W)
         if cfg.fill_holes and bool(covered.any()) and not bool(covered.all()):
-            colour_img = push_pull(colour_img, covered_img.float())
+            confidence = torch.where(covered, support.clamp(max=1.0), 0.0).float().reshape(H, W)
+            colour_img = push_pull(colour_img, confidence)
         rgb = colour_img.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
         return rgb.cpu().numpy(), depth.reshape(H, W).float().cpu().numpy(), covered_img.cpu().numpy()
 
