@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=4, help="reference slots of a fresh model")
     p.add_argument("--ref-channels", type=int, default=16, help="per-reference feature width of a fresh model")
     p.add_argument("--widths", type=int, nargs=4, default=(16, 24, 32, 48), help="U-Net widths of a fresh model")
+    p.add_argument("--refine-channels", type=int, default=12,
+                   help="full-resolution refinement width of a fresh model (0 = none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
             synthetic_fraction=args.synthetic_fraction, pool_size=args.pool_size,
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
-            model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths)),
+            model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),
+                              refine_channels=args.refine_channels),
         )
         result = train(config, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (WorldFMError, ValueError, OSError) as exc:

@@ -62,12 +62,15 @@ class ModelConfig:
         ref_channels: width of the per-reference features.
         widths: U-Net widths at 1/2, 1/4, 1/8 and 1/16 of the target resolution.
         residual_scale: the residual colour is ``residual_scale * tanh(.)``.
+        refine_channels: width of the full-resolution refinement (two 3x3 convolutions on
+            the blended colour and the blend's peak weight, adding a detail residual); 0 = off.
     """
 
     k: int = 4
     ref_channels: int = 16
     widths: tuple = (16, 24, 32, 48)
     residual_scale: float = 0.25
+    refine_channels: int = 12
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -121,12 +124,17 @@ class FrameModel(nn.Module):
         w0 = config.widths[0]
         self.ref_head = nn.Sequential(_conv(c + w0, c, 1), nn.Conv2d(c, 1, 3, padding=1))
         self.fill_head = nn.Conv2d(w0, 1 + 3 + 3, 3, padding=1)  # fill logit, fill rgb, residual rgb
+        r = config.refine_channels
+        self.refine = nn.Sequential(_conv(4, r), nn.Conv2d(r, 3, 3, padding=1)) if r else None
         with torch.no_grad():  # start (almost) as the plain visibility-weighted blend
             # Tiny, not zero, head weights: Adam then moves every layer from the first step.
             for head in (self.ref_head[-1], self.fill_head):
                 head.weight.normal_(0.0, 1e-4)
                 head.bias.zero_()
             self.fill_head.bias[0] = -6.0
+            if self.refine is not None:
+                self.refine[-1].weight.normal_(0.0, 1e-4)
+                self.refine[-1].bias.zero_()
 
     @property
     def k(self) -> int:
@@ -171,6 +179,9 @@ class FrameModel(nn.Module):
         fill_rgb = torch.sigmoid(maps[:, K + 1:K + 4])
         residual = self.config.residual_scale * torch.tanh(maps[:, K + 4:K + 7])
         rgb = (weights[:, :K, None] * colour).sum(1) + weights[:, K:K + 1] * fill_rgb + residual
+        if self.refine is not None:
+            peak = weights[:, :K].amax(1, keepdim=True)  # how much one reference dominates
+            rgb = rgb + self.refine(torch.cat([rgb, peak], dim=1))
         return rgb.clamp(0.0, 1.0)
 
 
