@@ -74,8 +74,8 @@ def test_novel_view_matches_exact_ground_truth(world, loop_frames):
 def test_fast_renderer_agrees_with_the_numpy_oracle(loop_frames):
     refs = [loop_frames[i] for i in (5, 7, 3, 9)]
     T = loop_frames[6].T_world_cam[None]
-    for footprint in ("bilinear", "point"):
-        fast = GeometricRenderer(footprint=footprint).render(refs, T, K)
+    for kernel, footprint in (("numba", "bilinear"), ("numba", "point"), ("torch", "bilinear"), ("torch", "point")):
+        fast = GeometricRenderer(footprint=footprint, kernel=kernel).render(refs, T, K)
         slow = ReferenceGeometricRenderer(footprint=footprint).render(refs, T, K)
         agree = fast.covered[0] == slow.covered[0]
         assert agree.mean() > 0.995
@@ -84,6 +84,15 @@ def test_fast_renderer_agrees_with_the_numpy_oracle(loop_frames):
         assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 2
         rel = np.abs(fast.depth[0][both] - slow.depth[0][both]) / slow.depth[0][both]
         assert (rel < 1e-4).mean() > 0.999  # float32 vs float64 at the tolerance boundary
+
+
+def test_numba_and_torch_kernels_agree(loop_frames):
+    refs = [loop_frames[i] for i in (25, 27, 23, 29)]
+    T = loop_frames[26].T_world_cam[None]
+    a = GeometricRenderer(kernel="numba").render(refs, T, K)
+    b = GeometricRenderer(kernel="torch").render(refs, T, K)
+    assert (a.covered == b.covered).mean() > 0.999
+    assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max() <= 2
 
 
 def test_renders_are_deterministic_whatever_the_cache(loop_frames):

@@ -55,6 +55,9 @@ class GeometricConfig:
             ``"point"`` (nearest pixel only; faster, more aliasing and cracks).
         min_support: a pixel counts as covered when the footprint weights of the points
             kept there add up to at least this (1 = one whole point).
+        kernel: ``"numba"`` (fused CPU loops, :mod:`.splat_kernels`), ``"torch"`` (tensor ops,
+            any device) or ``"auto"`` (numba on CPU when it is installed, else torch).
+        threads: CPU threads of the numba kernels (references are split between them).
         cache_size: reference point clouds kept (LRU).
     """
 
@@ -66,6 +69,9 @@ class GeometricConfig:
     footprint: str = "bilinear"
     min_support: float = 0.25
     cache_size: int = 256
+    kernel: str = "auto"
+    threads: int = 2
+
 
 
 def validate_render_inputs(references: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -96,6 +102,8 @@ class GeometricRenderer:
         self.device = torch.device(device)
         self._cache: OrderedDict[int, tuple[Keyframe, torch.Tensor, torch.Tensor]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._threads = max(1, int(self.config.threads))
+        self._pool = None
 
     # ------------------------------------------------------------------ point clouds
     def _cloud(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,6 +152,59 @@ class GeometricRenderer:
         )
 
     def _render_one(self, references, clouds, T: np.ndarray, K: Intrinsics):
+        if self._use_numba:
+            return self._render_one_numba(references, clouds, T, K)
+        return self._render_one_torch(references, clouds, T, K)
+
+    def _render_one_numba(self, references, clouds, T: np.ndarray, K: Intrinsics):
+        from worldfm_ros.core.renderers import splat_kernels
+
+        cfg = self.config
+        W, H = K.width, K.height
+        R_cw = T[:3, :3].T
+        t_cw = -R_cw @ T[:3, 3]
+        KR = K.matrix @ R_cw
+        Kt = K.matrix @ t_cw
+        arrays = [(c[0].numpy(), c[1].numpy()) for c in clouds]
+        weights = [view_weight(ref.T_world_cam, T, cfg.angle_sigma_deg, cfg.distance_scale) for ref in references]
+        # The references are split into fixed groups, one per thread (the kernels release the
+        # GIL); each group has its own buffers, combined in group order: deterministic.
+        groups = [list(range(len(arrays)))[g :: self._threads] for g in range(min(self._threads, len(arrays)))]
+
+        def zbuffer(group):
+            zbuf = np.full(H * W, np.inf)
+            for j in group:
+                splat_kernels.zbuffer_pass(arrays[j][0], KR, Kt, W, H, NEAR_PLANE, zbuf)
+            return zbuf
+
+        zbufs = self._map(zbuffer, groups)
+        zbuf = zbufs[0]
+        for other in zbufs[1:]:
+            np.minimum(zbuf, other, out=zbuf)
+
+        def blend(group):
+            acc = np.zeros((H * W, 6))
+            for j in group:
+                splat_kernels.blend_pass(arrays[j][0], arrays[j][1], KR, Kt, W, H, NEAR_PLANE, zbuf,
+                                         cfg.depth_tolerance, weights[j], cfg.footprint != "point", acc)
+            return acc
+
+        accs = self._map(blend, groups)
+        acc = accs[0]
+        for other in accs[1:]:
+            acc += other
+        return self._finish(torch.from_numpy(acc), K)
+
+    def _map(self, fn, groups):
+        if len(groups) == 1:
+            return [fn(groups[0])]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="worldfm-splat")
+        return list(self._pool.map(fn, groups))
+
+    def _render_one_torch(self, references, clouds, T: np.ndarray, K: Intrinsics):
         cfg = self.config
         W, H = K.width, K.height
         HW = H * W
@@ -197,10 +258,19 @@ class GeometricRenderer:
                 values = torch.cat([colours * w, (torch.where(w > 0, z, 0.0) * w)[None], w[None], support[None]])
                 acc.index_add_(0, tap_pix, self._to_acc(values.T))  # [6, N] -> [HW + 1, 6]
         acc = acc[:HW].double() if self._fixed_point else acc[:HW]
+        if self._fixed_point:
+            acc[:, 5] /= _FIXED_POINT
+        return self._finish(acc, K)
+
+    def _finish(self, acc: torch.Tensor, K: Intrinsics):
+        """Blend sums ``[HW, 6]`` (colour*w, depth*w, w, footprint) -> rgb, depth, covered."""
+        cfg = self.config
+        W, H = K.width, K.height
+        dev = acc.device
         total = acc[:, 4]
         # A pixel is covered when stored points land on it with enough footprint weight; a
         # sliver of a neighbour's bilinear footprint is not an observation of it.
-        support = acc[:, 5] / (_FIXED_POINT if self._fixed_point else 1.0)
+        support = acc[:, 5]
         covered = (support >= cfg.min_support) & (total > 0)
         denom = total.clamp(min=1e-30)
         colour = acc[:, :3] / denom[:, None]
@@ -213,6 +283,18 @@ class GeometricRenderer:
             colour_img = push_pull(colour_img, confidence)
         rgb = colour_img.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
         return rgb.cpu().numpy(), depth.reshape(H, W).float().cpu().numpy(), covered_img.cpu().numpy()
+
+    @property
+    def _use_numba(self) -> bool:
+        if self.device.type != "cpu" or self.config.kernel == "torch":
+            return False
+        if self.config.kernel == "numba":
+            return True
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return False
+        return True
 
     @property
     def _fixed_point(self) -> bool:
