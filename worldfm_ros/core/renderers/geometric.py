@@ -31,7 +31,7 @@ import torch
 from worldfm_ros.core.camera import Intrinsics, validate_image_size
 from worldfm_ros.core.errors import EmptyMemoryError, InvalidPoseError
 from worldfm_ros.core.keyframe import Keyframe
-from worldfm_ros.core.pose import validate_pose_matrix
+from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
 from worldfm_ros.core.renderers.base import RenderResult
 from worldfm_ros.core.renderers.hole_filling import push_pull
 from worldfm_ros.core.renderers.splatting import NEAR_PLANE, reference_points, view_weight
@@ -135,7 +135,9 @@ class GeometricRenderer:
         intrinsics: Intrinsics,  # shared by all targets; gives the output size
     ) -> RenderResult:
         T = validate_render_inputs(references, T_world_cam, intrinsics)
-        clouds = [self._cloud(ref) for ref in references]
+        # The numba kernels read the keyframes' images directly; the torch path works on
+        # cached point clouds.
+        clouds = None if self._use_numba else [self._cloud(ref) for ref in references]
         rgb, depth, covered = [], [], []
         for pose in T:
             c, d, m = self._render_one(references, clouds, pose, intrinsics)
@@ -152,48 +154,60 @@ class GeometricRenderer:
         )
 
     def _render_one(self, references, clouds, T: np.ndarray, K: Intrinsics):
-        if self._use_numba:
-            return self._render_one_numba(references, clouds, T, K)
+        if clouds is None:
+            return self._render_one_numba(references, T, K)
         return self._render_one_torch(references, clouds, T, K)
 
-    def _render_one_numba(self, references, clouds, T: np.ndarray, K: Intrinsics):
+    def _render_one_numba(self, references, T: np.ndarray, K: Intrinsics):
         from worldfm_ros.core.renderers import splat_kernels
 
         cfg = self.config
         W, H = K.width, K.height
-        R_cw = T[:3, :3].T
-        t_cw = -R_cw @ T[:3, 3]
-        KR = K.matrix @ R_cw
-        Kt = K.matrix @ t_cw
-        arrays = [(c[0].numpy(), c[1].numpy()) for c in clouds]
-        weights = [view_weight(ref.T_world_cam, T, cfg.angle_sigma_deg, cfg.distance_scale) for ref in references]
+        T_cam_world = invert_pose(T)
+        jobs = []
+        for ref in references:
+            T_target_ref = T_cam_world @ ref.T_world_cam
+            C = K.matrix @ T_target_ref[:3, :3] @ np.linalg.inv(ref.intrinsics.matrix)
+            b = K.matrix @ T_target_ref[:3, 3]
+            weight = view_weight(ref.T_world_cam, T, cfg.angle_sigma_deg, cfg.distance_scale)
+            jobs.append((ref, C, b, weight))
         # The references are split into fixed groups, one per thread (the kernels release the
         # GIL); each group has its own buffers, combined in group order: deterministic.
-        groups = [list(range(len(arrays)))[g :: self._threads] for g in range(min(self._threads, len(arrays)))]
+        groups = [jobs[g :: self._threads] for g in range(min(self._threads, len(jobs)))]
 
         def zbuffer(group):
             zbuf = np.full(H * W, np.inf)
-            for j in group:
-                splat_kernels.zbuffer_pass(arrays[j][0], KR, Kt, W, H, NEAR_PLANE, zbuf)
-            return zbuf
+            masks = []
+            for ref, C, b, _ in group:
+                keep = np.empty(ref.depth.shape, np.uint8)
+                splat_kernels.edge_free_mask(ref.depth, cfg.edge_ratio, keep)
+                splat_kernels.zbuffer_pass_rgbd(ref.depth, keep, C, b, W, H, NEAR_PLANE, zbuf)
+                masks.append(keep)
+            return zbuf, masks
 
-        zbufs = self._map(zbuffer, groups)
-        zbuf = zbufs[0]
-        for other in zbufs[1:]:
+        first = self._map(zbuffer, groups)
+        zbuf = first[0][0]
+        for other, _ in first[1:]:
             np.minimum(zbuf, other, out=zbuf)
 
-        def blend(group):
+        def blend(index):
             acc = np.zeros((H * W, 6))
-            for j in group:
-                splat_kernels.blend_pass(arrays[j][0], arrays[j][1], KR, Kt, W, H, NEAR_PLANE, zbuf,
-                                         cfg.depth_tolerance, weights[j], cfg.footprint != "point", acc)
+            for (ref, C, b, weight), keep in zip(groups[index], first[index][1]):
+                splat_kernels.blend_pass_rgbd(ref.depth, ref.colour, keep, C, b, W, H, NEAR_PLANE, zbuf,
+                                              cfg.depth_tolerance, weight, cfg.footprint != "point", acc)
             return acc
 
-        accs = self._map(blend, groups)
+        accs = self._map(blend, list(range(len(groups))))
         acc = accs[0]
         for other in accs[1:]:
             acc += other
-        return self._finish(torch.from_numpy(acc), K)
+        colour = np.empty((3, H * W), np.float32)
+        depth = np.empty(H * W, np.float32)
+        covered = np.empty(H * W, bool)
+        confidence = np.empty(H * W, np.float32)
+        splat_kernels.normalise(acc, cfg.min_support, colour, depth, covered, confidence)
+        return self._fill_and_quantise(torch.from_numpy(colour).reshape(3, H, W), torch.from_numpy(covered),
+                                       torch.from_numpy(confidence), depth.reshape(H, W), K)
 
     def _map(self, fn, groups):
         if len(groups) == 1:
@@ -276,13 +290,17 @@ class GeometricRenderer:
         colour = acc[:, :3] / denom[:, None]
         depth = torch.where(covered, acc[:, 3] / denom, torch.zeros((), dtype=acc.dtype, device=dev))
 
-        colour_img = colour.T.float().reshape(3, H, W)
-        covered_img = covered.reshape(H, W)
-        if cfg.fill_holes and bool(covered.any()) and not bool(covered.all()):
-            confidence = torch.where(covered, support.clamp(max=1.0), 0.0).float().reshape(H, W)
-            colour_img = push_pull(colour_img, confidence)
+        confidence = torch.where(covered, support.clamp(max=1.0), 0.0).float()
+        depth_img = depth.reshape(H, W).float().cpu().numpy()
+        return self._fill_and_quantise(colour.T.float().reshape(3, H, W), covered, confidence, depth_img, K)
+
+    def _fill_and_quantise(self, colour_img, covered, confidence, depth_img, K: Intrinsics):
+        """Push-pull fill of uncovered pixels, then ``uint8`` RGB."""
+        H, W = K.height, K.width
+        if self.config.fill_holes and bool(covered.any()) and not bool(covered.all()):
+            colour_img = push_pull(colour_img, confidence.reshape(H, W))
         rgb = colour_img.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
-        return rgb.cpu().numpy(), depth.reshape(H, W).float().cpu().numpy(), covered_img.cpu().numpy()
+        return rgb.cpu().numpy(), depth_img, covered.reshape(H, W).cpu().numpy()
 
     @property
     def _use_numba(self) -> bool:
