@@ -92,7 +92,8 @@ class NodeProcess:
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()[-4000:]
 
     def stop(self) -> int:
@@ -429,6 +430,10 @@ def test_bad_inputs_are_refused_and_the_node_keeps_serving(client, node, ingeste
     after = client.latest_status(node)
     assert after.keyframes == before.keyframes, str([time_to_seconds(k.stamp) for k in client.keyframes])
     assert after.frames_dropped >= before.frames_dropped + 4
+    log = node.log()  # dropped, never silently
+    for expected in ("data holds 460800 bytes", "depth size 320x240 differs", "ignored odometry",
+                     "newer than the newest odometry"):
+        assert expected in log, f"no warning with {expected!r}\n{log}"
     assert client.call(client.render, render_request(ingested[0][2], K320)).success
     assert node.process.poll() is None
 

@@ -139,6 +139,8 @@ class WorldFMNode(LifecycleNode):
         self._sim_meter = RateMeter()
         self._last_render_ms = 0.0
         self._sim_busy = threading.Lock()
+        self._warned: dict[str, float] = {}  # warning key -> monotonic time last logged
+        self._warn_lock = threading.Lock()
         self._sim_base: Optional[SimBase] = None
         self._sim_started = False
         self._odom: Optional[OdometryBuffer] = None
@@ -252,12 +254,19 @@ class WorldFMNode(LifecycleNode):
         """Node clock [s] (simulated time when ``use_sim_time`` is set)."""
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _warn(self, message: str) -> None:
-        self.get_logger().warning(message, throttle_duration_sec=WARN_PERIOD)
+    def _warn(self, key: str, message: str) -> None:
+        """Warn at most once per :data:`WARN_PERIOD` per ``key`` (one problem must not hide
+        another, as a single throttled call site would)."""
+        now = time.monotonic()
+        with self._warn_lock:
+            if now - self._warned.get(key, -float("inf")) < WARN_PERIOD:
+                return
+            self._warned[key] = now
+        self.get_logger().warning(message)
 
     def _drop(self, reason: str, detail: str) -> None:
         self._drops[reason] += 1
-        self._warn(f"dropped colour frame: {detail} (dropped so far: {dict(self._drops)})")
+        self._warn(reason, f"dropped colour frame: {detail} (dropped so far: {dict(self._drops)})")
 
     def _camera_intrinsics(self, width: int, height: int) -> Intrinsics:
         """The default camera: the latest real CameraInfo (else the first keyframe's camera)
@@ -276,7 +285,7 @@ class WorldFMNode(LifecycleNode):
             intrinsics = camera_info_to_intrinsics(msg)
         except WorldFMError as error:
             self._bad_messages["camera_info"] += 1
-            self._warn(f"ignored camera_info: {error}")
+            self._warn("camera_info", f"ignored camera_info: {error}")
             return
         self._camera = (msg, intrinsics)
 
@@ -289,7 +298,7 @@ class WorldFMNode(LifecycleNode):
             odom.add(stamp, T_world_base)
         except (WorldFMError, ValueError) as error:
             self._bad_messages["odom"] += 1
-            self._warn(f"ignored odometry: {error}")
+            self._warn("odom", f"ignored odometry: {error}")
 
     def _on_colour(self, msg: Image) -> None:
         self._frames_received += 1
@@ -313,7 +322,7 @@ class WorldFMNode(LifecycleNode):
         if total > self._sync_drops_reported:
             self._sync_drops_reported = total
             counts = {reason.name.lower(): n for reason, n in sync.drops.items()}
-            self._warn(f"images without a partner within sync.max_gap = {sync.max_gap} s were dropped: {counts}")
+            self._warn("sync", f"images without a partner within sync.max_gap = {sync.max_gap} s were dropped: {counts}")
 
     def _colour_sync_drops(self) -> int:
         sync = self._sync
@@ -441,7 +450,7 @@ class WorldFMNode(LifecycleNode):
             base.command(linear, angular, self._now())
         except ValueError as error:
             self._bad_messages["cmd_vel"] += 1
-            self._warn(f"ignored sim/cmd_vel: {error}")
+            self._warn("cmd_vel", f"ignored sim/cmd_vel: {error}")
 
     def _sim_start_pose(self, world: WorldService) -> np.ndarray:
         """``T_world_base`` to start from: sim.start_pose, else the latest real odometry, else
@@ -461,7 +470,7 @@ class WorldFMNode(LifecycleNode):
         try:
             self._sim_step()
         except WorldFMError as error:
-            self._warn(f"simulated camera: {error}")
+            self._warn("sim", f"simulated camera: {error}")
         except Exception as error:  # noqa: BLE001 - keep the timer alive; the log keeps the cause
             if self.context.ok():  # (publishing fails harmlessly while the process shuts down)
                 self.get_logger().error(f"simulated camera failed unexpectedly: {error!r}",
