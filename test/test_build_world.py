@@ -201,7 +201,7 @@ def test_bag_becomes_world_with_exact_poses_and_images(tmp_path, default_drive, 
     rec = default_drive if camera == "default" else custom_drive
     bag = write_bag(tmp_path / "run", rec, storage=storage, colour_encoding=colour_encoding,
                     depth_encoding=depth_encoding)
-    argv = ["--bag", bag, "--output", tmp_path / "run.world", "--min-translation", "0.01"]
+    argv = ["--bag", bag, "--output", tmp_path / "run.world", "--insertion", "pose", "--min-translation", "0.01"]
     if camera == "custom":
         params = tmp_path / "params.yaml"
         params.write_text("worldfm_node:\n  ros__parameters:\n    camera_to_base: "
@@ -223,7 +223,7 @@ def test_bag_becomes_world_with_exact_poses_and_images(tmp_path, default_drive, 
 def test_wrong_camera_to_base_moves_every_pose(tmp_path, custom_drive):
     """The check above can fail: the default camera_to_base on the custom rig is 0.2 m off."""
     bag = write_bag(tmp_path / "run", custom_drive)
-    rc, _ = _run(["--bag", bag, "--output", tmp_path / "w.world", "--min-translation", "0.01"], tmp_path)
+    rc, _ = _run(["--bag", bag, "--output", tmp_path / "w.world", "--insertion", "pose", "--min-translation", "0.01"], tmp_path)
     assert rc == 0
     keyframes = read_world(tmp_path / "w.world")
     errors = [np.linalg.norm(k.T_world_cam[:3, 3] - custom_drive.T_world_cam[i][:3, 3]) for i, k in enumerate(keyframes)]
@@ -231,11 +231,11 @@ def test_wrong_camera_to_base_moves_every_pose(tmp_path, custom_drive):
 
 
 def test_storage_file_namespace_and_default_insertion_policy(tmp_path, default_drive):
-    """A single .mcap file as --bag, topics under a namespace, the node's default thresholds
-    (5 cm: every second 3-cm-apart frame is stored), output next to the bag."""
+    """A single .mcap file as --bag, topics under a namespace, the pose policy's default
+    thresholds (5 cm: every second 3-cm-apart frame is stored), output next to the bag."""
     bag = write_bag(tmp_path / "run", default_drive, storage="mcap", namespace="robot1")
     mcap = next(bag.glob("*.mcap"))
-    rc, summary = _run(["--bag", mcap, "--namespace", "robot1"], tmp_path)
+    rc, summary = _run(["--bag", mcap, "--namespace", "robot1", "--insertion", "pose"], tmp_path)
     assert rc == 0
     assert summary["topics"]["image"] == "/robot1/camera/image_raw"
     output = default_output(mcap)
@@ -247,7 +247,7 @@ def test_storage_file_namespace_and_default_insertion_policy(tmp_path, default_d
 def test_distorted_camera_is_undistorted(tmp_path, default_drive):
     d = [0.08, -0.05, 0.001, -0.001, 0.0]
     bag = write_bag(tmp_path / "run", default_drive, distortion=d)
-    rc, summary = _run(["--bag", bag, "--output", tmp_path / "w.world", "--min-translation", "0.01"], tmp_path)
+    rc, summary = _run(["--bag", bag, "--output", tmp_path / "w.world", "--insertion", "pose", "--min-translation", "0.01"], tmp_path)
     assert rc == 0 and summary["frames"] == N_IMAGES
     keyframes = read_world(tmp_path / "w.world")
     undistort = Undistorter()
@@ -272,7 +272,7 @@ def test_missing_depth_topic_is_a_clear_error(tmp_path, default_drive, capsys):
 
 def test_bad_messages_are_skipped_and_counted(tmp_path, default_drive, capsys):
     bag = write_bag(tmp_path / "run", default_drive, corrupt={3: "short", 5: "encoding", 7: "cdr"}, nan_odometry=4)
-    rc, summary = _run(["--bag", bag, "--output", tmp_path / "w.world", "--min-translation", "0.01"], tmp_path)
+    rc, summary = _run(["--bag", bag, "--output", tmp_path / "w.world", "--insertion", "pose", "--min-translation", "0.01"], tmp_path)
     assert rc == 0
     assert summary["bad_messages"] == {
         "colour: malformed image": 1,
@@ -324,7 +324,8 @@ def test_runs_without_ros_installed(tmp_path, default_drive):
                     raise ImportError("blocked ROS module " + name)
         sys.meta_path.insert(0, Blocker())
         from worldfm_ros.cli.build_world import main
-        sys.exit(main(["--bag", {str(bag)!r}, "--output", {str(tmp_path / "w.world")!r}, "--quiet"]))
+        sys.exit(main(["--bag", {str(bag)!r}, "--output", {str(tmp_path / "w.world")!r}, "--quiet",
+                       "--insertion", "pose"]))
     """)
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)

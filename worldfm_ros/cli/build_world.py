@@ -52,6 +52,8 @@ _OVERRIDES = {
     "max_extrapolation": "sync.max_extrapolation",
     "keyframe_width": "keyframe.width",
     "keyframe_height": "keyframe.height",
+    "insertion": "keyframe.policy",
+    "max_parallax": "keyframe.max_parallax",
     "min_translation": "keyframe.min_translation",
     "min_rotation_deg": "keyframe.min_rotation_deg",
     "max_keyframes": "memory.max_keyframes",
@@ -88,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--max-extrapolation", type=float, help="largest odometry extrapolation [s]")
     node.add_argument("--keyframe-width", type=int, help="keyframes are stored downscaled to fit this width [px]")
     node.add_argument("--keyframe-height", type=int, help="... and this height [px]")
-    node.add_argument("--min-translation", type=float, help="keyframe insertion distance threshold [m]")
-    node.add_argument("--min-rotation-deg", type=float, help="keyframe insertion rotation threshold [deg]")
+    node.add_argument("--insertion", choices=("parallax", "pose"), help="keyframe insertion policy")
+    node.add_argument("--max-parallax", type=float,
+                      help="parallax policy: largest image motion to a keyframe, fraction of the width")
+    node.add_argument("--min-translation", type=float, help="pose policy: keyframe insertion distance threshold [m]")
+    node.add_argument("--min-rotation-deg", type=float, help="pose policy: keyframe insertion rotation threshold [deg]")
     node.add_argument("--max-keyframes", type=int, help="keyframe cap (the most redundant is evicted beyond it)")
     p.add_argument("--lookahead", type=float, default=1.0,
                    help="bag time a frame may wait for later odometry or a first CameraInfo [s] (default: %(default)s)")

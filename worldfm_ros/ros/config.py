@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from worldfm_ros.core.errors import InvalidPoseError, WorldFMError
-from worldfm_ros.core.memory import MemoryConfig
+from worldfm_ros.core.memory import INSERTION_POLICIES, MemoryConfig
 from worldfm_ros.core.pose import pose_from_vector
 from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldServiceConfig
 
@@ -135,10 +135,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("sim.cmd_timeout", 0.5, float, "Age after which a sim/cmd_vel command counts as zero [s]", 0.0, 60.0),
     ParamSpec("sim.base_frame", "base_link", str, "child_frame_id of sim/odom"),
     ParamSpec("sim.camera_frame", "sim_camera_optical_frame", str, "frame_id of the simulated camera images"),
+    ParamSpec("keyframe.policy", "parallax", str,
+              "Insertion policy: parallax (image motion to the nearest keyframe) or pose (distance thresholds)",
+              choices=INSERTION_POLICIES),
+    ParamSpec("keyframe.max_parallax", 0.01, float,
+              "parallax policy: a frame seen by a keyframe within this fraction of the image width "
+              "(75th percentile of its depth samples) is not stored", 1e-4, 1.0),
     ParamSpec("keyframe.min_translation", 0.05, float,
-              "A frame closer than this to a keyframe of similar orientation is not stored [m]", 1e-4, 100.0),
+              "pose policy: a frame closer than this to a keyframe of similar orientation is not stored [m]",
+              1e-4, 100.0),
     ParamSpec("keyframe.min_rotation_deg", 5.0, float,
-              "... and whose orientation differs by less than this [deg]", 0.01, 180.0),
+              "pose policy: ... and whose orientation differs by less than this [deg]", 0.01, 180.0),
     ParamSpec("keyframe.width", 320, int, "Keyframes are stored downscaled to fit this width [px]", 16, MAX_RENDER_SIDE),
     ParamSpec("keyframe.height", 240, int, "Keyframes are stored downscaled to fit this height [px]", 16, MAX_RENDER_SIDE),
     ParamSpec("memory.max_keyframes", 5000, int, "Keyframes kept; the most redundant is evicted beyond it", 1, 1_000_000),
@@ -173,6 +180,8 @@ class NodeConfig:
     sim_cmd_timeout: float = 0.5
     sim_base_frame: str = "base_link"
     sim_camera_frame: str = "sim_camera_optical_frame"
+    keyframe_policy: str = "parallax"
+    keyframe_max_parallax: float = 0.01
     keyframe_min_translation: float = 0.05
     keyframe_min_rotation_deg: float = 5.0
     keyframe_width: int = 320
@@ -217,6 +226,8 @@ class NodeConfig:
             keyframe_width=self.keyframe_width,
             keyframe_height=self.keyframe_height,
             memory=MemoryConfig(
+                insertion=self.keyframe_policy,
+                max_parallax=self.keyframe_max_parallax,
                 min_translation=self.keyframe_min_translation,
                 min_rotation_deg=self.keyframe_min_rotation_deg,
                 max_keyframes=self.memory_max_keyframes,
