@@ -176,7 +176,7 @@ class WorldFMNode(LifecycleNode):
         if config.sim_enabled:
             self._sim_odom_pub = self.create_publisher(Odometry, "sim/odom", QOS_DEFAULT)
             self._sim_image_pub = self.create_publisher(Image, "sim/camera/image_raw", QOS_IMAGES)
-            self._sim_info_pub = self.create_publisher(CameraInfo, "sim/camera/camera_info", QOS_IMAGES)
+            self._sim_info_pub = self.create_publisher(CameraInfo, "sim/camera/camera_info", QOS_DEFAULT)
             self._sim_depth_pub = self.create_publisher(Image, "sim/camera/depth/image_raw", QOS_IMAGES)
             self._configured += [self._sim_odom_pub, self._sim_image_pub, self._sim_info_pub, self._sim_depth_pub,
                                  self.create_service(SetPose, "sim/set_pose", self._on_set_pose, callback_group=control)]
