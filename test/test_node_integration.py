@@ -272,6 +272,30 @@ def test_nothing_is_served_before_the_first_keyframe(client, node):
     assert status.keyframes == 0 and status.backend == "geometric"
 
 
+def test_qos_of_the_node_endpoints(client, node):
+    """Subscriptions are best effort (they match any publisher); publications are reliable
+    and volatile (they reach any subscriber)."""
+    from rclpy.qos import DurabilityPolicy
+
+    def endpoints(topic, publishers):
+        get = client.node.get_publishers_info_by_topic if publishers else client.node.get_subscriptions_info_by_topic
+
+        def of_the_node():
+            return [e for e in get(topic) if e.node_name == "worldfm_node"]
+
+        client.spin_until(lambda: bool(of_the_node()), 10.0, f"worldfm_node endpoint on {topic}", node)
+        return of_the_node()
+
+    for topic in ("/camera/image_raw", "/camera/depth/image_raw", "/camera/camera_info", "/odom", "/sim/cmd_vel"):
+        (sub,) = endpoints(topic, publishers=False)
+        assert sub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT, topic
+    for topic in ("/worldfm_node/status", "/worldfm_node/keyframes", "/sim/odom", "/sim/camera/image_raw",
+                  "/sim/camera/camera_info", "/sim/camera/depth/image_raw"):
+        (pub,) = endpoints(topic, publishers=True)
+        assert pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+        assert pub.qos_profile.durability == DurabilityPolicy.VOLATILE, topic
+
+
 def test_frames_on_topics_become_keyframes(client, node, ingested, paths):
     assert [k.id for k in client.keyframes] == list(range(len(ingested)))
     for info, (stamp, _, T_world_cam, _, _) in zip(client.keyframes, ingested):
