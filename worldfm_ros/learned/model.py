@@ -238,6 +238,7 @@ def load_checkpoint(path, device="cpu") -> tuple[FrameModel, dict]:
     try:
         config = dict(payload["config"])
         config["widths"] = tuple(config["widths"])
+        config.setdefault("refine_channels", 0)  # written before the refinement existed
         model = FrameModel(ModelConfig(**config))
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

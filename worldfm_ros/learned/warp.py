@@ -30,6 +30,8 @@ coordinates (x right, y down, z forward) to the world; depth is z-depth [m], 0 =
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -120,6 +122,28 @@ def _pixel_rays(intrinsics: Intrinsics) -> np.ndarray:
     return rays
 
 
+_CACHE: "weakref.WeakKeyDictionary[Keyframe, dict]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _reference_tensors(ref: Keyframe, device: torch.device) -> tuple:
+    """``(colour [3, H, W] in [0, 1], depth [H, W], x [H, W], y [H, W])`` of a keyframe on
+    ``device``, camera-frame coordinates of its depth pixels; cached while the keyframe lives
+    (keyframes are never modified after insertion)."""
+    key = str(device)
+    with _CACHE_LOCK:
+        entry = _CACHE.get(ref)
+        if entry is not None and key in entry:
+            return entry[key]
+    d = torch.from_numpy(ref.depth).to(device)
+    rays = torch.from_numpy(_pixel_rays(ref.intrinsics)).to(device)
+    colour = torch.from_numpy(ref.colour).to(device).permute(2, 0, 1).float().div_(255.0).contiguous()
+    value = (colour, d, rays[..., 0] * d, rays[..., 1] * d)
+    with _CACHE_LOCK:
+        _CACHE.setdefault(ref, {})[key] = value
+    return value
+
+
 def pose_score(T_a: np.ndarray, T_b: np.ndarray) -> float:
     """Pose distance used to choose references: metres / 0.3 + view angle / 20 degrees
     (the memory's pre-ranking weights)."""
@@ -161,9 +185,7 @@ def target_depth(references: Sequence[Keyframe], T_world_cam: np.ndarray, intrin
     T_cam_world = np.linalg.inv(T_world_cam)
     points = []
     for ref in references:
-        d = torch.from_numpy(ref.depth).to(device)
-        rays = torch.from_numpy(_pixel_rays(ref.intrinsics)).to(device)
-        x, y = rays[..., 0] * d, rays[..., 1] * d
+        _, d, x, y = _reference_tensors(ref, device)
         T = T_cam_world @ ref.T_world_cam
         px, py, pz = (float(T[i, 0]) * x + float(T[i, 1]) * y + float(T[i, 2]) * d + float(T[i, 3])
                       for i in range(3))
@@ -251,14 +273,13 @@ def warp_references(
         inside = front & (u > -0.5) & (u < Kr.width - 0.5) & (v > -0.5) & (v < Kr.height - 0.5)
         ui = torch.round(u).clamp_(0, Kr.width - 1).long()
         vi = torch.round(v).clamp_(0, Kr.height - 1).long()
-        ref_depth = torch.from_numpy(ref.depth).to(device)
-        z_ref = ref_depth.view(-1)[(vi * Kr.width + ui).view(-1)].view(H, W)
+        image, ref_depth, _, _ = _reference_tensors(ref, device)
+        z_ref = ref_depth.reshape(-1)[(vi * Kr.width + ui).view(-1)].view(H, W)
         ok = inside & (z_ref > 0)
         rel = torch.where(ok, (z_ref - z) * inv_z, torch.zeros_like(z))
         visible = ok & (rel.abs() <= VISIBILITY_TOLERANCE)
         maybe = inside & ~visible & ((z_ref <= 0) | guessed)
         grid = torch.stack([(u + 0.5) * (2.0 / Kr.width) - 1, (v + 0.5) * (2.0 / Kr.height) - 1], dim=-1)
-        image = torch.from_numpy(ref.colour).to(device).permute(2, 0, 1).float().div_(255.0)
         sampled = F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="border",
                                 align_corners=False)[0]
         colour[slot] = sampled * (visible | maybe).float()
