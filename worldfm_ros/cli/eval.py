@@ -18,7 +18,7 @@ from tqdm import tqdm
 from worldfm_ros.core.contact_sheet import contact_sheet, save_png
 from worldfm_ros.core.errors import WorldFMError
 from worldfm_ros.core.evaluation import evaluate, markdown_table
-from worldfm_ros.core.memory import RETRIEVAL_MODES, MemoryConfig
+from worldfm_ros.core.memory import INSERTION_POLICIES, RETRIEVAL_MODES, MemoryConfig
 from worldfm_ros.core.renderers import BACKENDS, make_renderer
 from worldfm_ros.core.world_service import WorldService, WorldServiceConfig
 
@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--k", type=int, default=4, help="references per view")
     p.add_argument("--retrieval", default="coverage", choices=RETRIEVAL_MODES, help="reference ranking")
-    p.add_argument("--min-translation", type=float, default=0.05, help="keyframe insertion threshold [m]")
-    p.add_argument("--min-rotation-deg", type=float, default=5.0, help="keyframe insertion threshold [deg]")
+    p.add_argument("--insertion", default="parallax", choices=INSERTION_POLICIES, help="keyframe insertion policy")
+    p.add_argument("--max-parallax", type=float, default=0.01,
+                   help="parallax policy threshold, fraction of the image width")
+    p.add_argument("--min-translation", type=float, default=0.05, help="pose policy threshold [m]")
+    p.add_argument("--min-rotation-deg", type=float, default=5.0, help="pose policy threshold [deg]")
     p.add_argument("--model", type=Path, help="checkpoint for the learned backend (default: shipped model)")
     p.add_argument("--max-frames", type=int, help="use only the first N frames (quick checks)")
     p.add_argument("--threads", type=int, default=1,
@@ -58,7 +61,8 @@ def main(argv=None) -> int:
         frames = list(open_dataset(args.data, args.format, scale=args.scale))
         if args.max_frames:
             frames = frames[: args.max_frames]
-        config = MemoryConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
+        config = MemoryConfig(insertion=args.insertion, max_parallax=args.max_parallax,
+                              min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
                               retrieval_k=args.k, retrieval=args.retrieval)
         backends = {}
         for name in args.backend:
@@ -83,7 +87,8 @@ def main(argv=None) -> int:
         print(f"worldfm-eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.data} ({args.format}): {len(frames)} frames, "
-          f"{run.scores[args.backend[0]].views} targets, retrieval={args.retrieval}, k={args.k}")
+          f"{run.scores[args.backend[0]].views} targets, insertion={args.insertion}, "
+          f"retrieval={args.retrieval}, k={args.k}")
     print(markdown_table(run.scores))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
