@@ -5,6 +5,10 @@ The environment is set here, at import time, before any test module imports rclp
 - ``ROS_DOMAIN_ID`` in ``1..101`` derived from the pid, so test sessions running side by side
   (developers, CI jobs, helpers sharing a machine) do not see each other's nodes. Processes the
   tests start inherit both.
+- the package's Fast DDS profile (``apply_dds_profile``): Fast DDS reads it once, when a
+  process creates its first participant, so it must be in place before *any* test calls
+  ``rclpy.init`` - otherwise a later test sending 640x480 images between processes fails
+  depending on which tests ran before it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ TEST_DOMAIN_ID = 1 + os.getpid() % 101
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(TEST_DOMAIN_ID)
+
+from worldfm_ros.ros.dds import apply_dds_profile  # noqa: E402 - ROS-free, sets variables only
+
+apply_dds_profile()
 
 #: ``../shared/data`` next to the checkout (7-Scenes data; licence: referenced, never copied in).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
