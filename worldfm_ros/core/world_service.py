@@ -224,7 +224,7 @@ class WorldService:
         """As :meth:`ingest`, returning the stored (downscaled) keyframe. Its
         ``extras["coverage_gain"]`` is the fraction of its view no earlier keyframe saw."""
         with self._lock:
-            if self.memory.is_redundant(frame.T_world_cam):
+            if self.memory.is_redundant(frame):
                 return None  # cheap exit before any image work
         small = self._downscaled(frame)
         with self._lock:
