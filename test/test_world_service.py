@@ -171,3 +171,20 @@ def test_cuda_request_without_cuda_falls_back_to_cpu():
     assert any("cuda" in w for w in world.warnings)
     with pytest.raises(ModelLoadError):
         WorldService(WorldServiceConfig(device="cuda", backend_fallback=False))
+
+
+def test_loading_a_world_larger_than_the_cap_keeps_the_file_whole(tmp_path):
+    from worldfm_ros.core.memory import MemoryConfig
+    from worldfm_ros.core.world_file import read_world
+
+    path = str(tmp_path / "big.world")
+    big = service(world_path=path, memory=MemoryConfig(insertion="pose"))
+    for x in (0.0, 0.3, 0.6, 0.9, 1.2):
+        assert big.ingest(plane_frame(x)) is not None
+    big.save(path)  # same file: checkpointed, complete on its own
+    big.close()
+    assert len(read_world(path)) == 5
+    small = service(world_path=path, memory=MemoryConfig(insertion="pose", max_keyframes=3))
+    assert len(small) == 3 and small.evicted_while_loading == 2
+    small.close()
+    assert len(read_world(path)) == 5

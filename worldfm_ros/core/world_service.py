@@ -149,6 +149,7 @@ class WorldService:
         self._loading = False
         self.memory = KeyframeMemory(config.memory, on_insert=self._persist_insert, on_evict=self._persist_evict)
         self.persist_errors = 0
+        self.evicted_while_loading = 0
         if config.world_path:
             self._open_world(config.world_path)
 
@@ -164,6 +165,10 @@ class WorldService:
         finally:
             self._loading = False
         _log.info("loaded %d keyframes from %s", len(self.memory), path)
+        if self.evicted_while_loading:
+            _log.warning("%s holds %d keyframes more than memory.max_keyframes=%d: the least useful "
+                         "stay on disk only (the file is not changed)", path, self.evicted_while_loading,
+                         self.config.memory.max_keyframes)
 
     def _persist_insert(self, keyframe: Keyframe) -> None:
         if self._world_file is not None and not self._loading:
@@ -174,6 +179,11 @@ class WorldService:
                 _log.error("could not commit keyframe %d to %s: %s", keyframe.id, self.config.world_path, error)
 
     def _persist_evict(self, keyframe_id: int) -> None:
+        if self._loading:
+            # A world file larger than memory.max_keyframes: memory keeps the least redundant
+            # keyframes, the file the user saved stays whole.
+            self.evicted_while_loading += 1
+            return
         if self._world_file is not None:
             try:
                 self._world_file.remove(keyframe_id)
@@ -263,7 +273,9 @@ class WorldService:
         with self._lock:
             frames = self.memory.keyframes()
             if self._world_file is not None and _same_file(path, self.config.world_path):
-                # The persistent file is complete after every commit already.
+                # Every keyframe is committed already; fold the write-ahead log into the main
+                # file so that file alone is complete (e.g. to be copied elsewhere).
+                self._world_file.checkpoint()
                 return len(frames)
         from worldfm_ros.core.world_file import write_world
 
