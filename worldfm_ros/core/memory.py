@@ -206,7 +206,7 @@ class KeyframeMemory:
         cfg = self.config
         T = frame.T_world_cam
         # The frame's own depth samples and where the frame saw them (normalised by width).
-        pts, uv = _depth_samples(frame, cfg.anchor_grid)
+        pts, uv = depth_samples(frame, cfg.anchor_grid)
         if len(pts) == 0:
             return True  # no depth: nothing a renderer could use
         cands = self._grid.query_radius(T[:3, 3], cfg.parallax_radius)
@@ -333,7 +333,7 @@ class KeyframeMemory:
 
     def _anchor_points(self, frame: Keyframe) -> np.ndarray:
         """A sparse grid of the frame's valid depth back-projected to the world, ``[P, 3]``."""
-        return _depth_samples(frame, self.config.anchor_grid)[0].astype(np.float32)
+        return depth_samples(frame, self.config.anchor_grid)[0].astype(np.float32)
 
     def _candidates(self, T: np.ndarray, k: int) -> np.ndarray:
         cands = self._grid.query_radius(T[:3, 3], self.config.search_radius)
@@ -407,7 +407,7 @@ class KeyframeMemory:
         return ranked[chosen]
 
 
-def _depth_samples(frame: Keyframe, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def depth_samples(frame: Keyframe, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """A ``columns x rows`` grid of the frame's valid depth: world points ``float64 [P, 3]``
     and their pixel coordinates ``[P, 2]`` in the frame."""
     gw, gh = grid

@@ -35,7 +35,7 @@ from worldfm_ros.core.errors import (
 )
 from worldfm_ros.core.image_ops import downscale_rgbd
 from worldfm_ros.core.keyframe import Keyframe
-from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig
+from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig, depth_samples
 from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
 from worldfm_ros.core.renderers.base import Renderer, RenderResult
 
@@ -330,18 +330,9 @@ def view_novelty(frame: Keyframe, references: Sequence[Keyframe]) -> float:
     camera and counts a point as observed when it projects inside that image onto a depth
     within 5 % of its own. A frame without valid depth is fully novel (1.0).
     """
-    gw, gh = _NOVELTY_GRID
-    h, w = frame.depth.shape
-    us = ((np.arange(gw) + 0.5) * w / gw).astype(np.int64)
-    vs = ((np.arange(gh) + 0.5) * h / gh).astype(np.int64)
-    uu, vv = np.meshgrid(us, vs)
-    z = frame.depth[vv, uu].astype(np.float64)
-    valid = z > 0
-    if not valid.any():
+    pts_world, _ = depth_samples(frame, _NOVELTY_GRID)
+    if len(pts_world) == 0:
         return 1.0
-    K = frame.intrinsics
-    pts = np.stack([(uu[valid] - K.cx) / K.fx * z[valid], (vv[valid] - K.cy) / K.fy * z[valid], z[valid]], axis=1)
-    pts_world = pts @ frame.T_world_cam[:3, :3].T + frame.T_world_cam[:3, 3]
     seen = np.zeros(len(pts_world), dtype=bool)
     for ref in references:
         T_ref_world = invert_pose(ref.T_world_cam)
