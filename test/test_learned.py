@@ -309,3 +309,14 @@ def test_synthetic_scene_is_seeded_and_exact_without_sensor():
     # Leave-one-out: a frame's references never include itself.
     refs = a.references(3, k=4)
     assert refs and all(r.extras["index"] != 3 for r in refs)
+
+
+def test_tap_convolution_equals_conv2d():
+    from worldfm_ros.learned.model import _TapConv3x3
+
+    torch.manual_seed(0)
+    tap = _TapConv3x3(5, 1)
+    ref = torch.nn.Conv2d(5, 1, 3, padding=1)
+    ref.load_state_dict(tap.state_dict())
+    x = torch.randn(2, 5, 9, 13)
+    torch.testing.assert_close(tap(x), ref(x), rtol=1e-5, atol=1e-5)

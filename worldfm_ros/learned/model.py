@@ -83,6 +83,28 @@ def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2), nn.ReLU(inplace=True))
 
 
+class _TapConv3x3(nn.Conv2d):
+    """A 3x3, stride-1, zero-padded convolution computed as one 1x1 convolution to the
+    ``9 * out_channels`` tap responses plus nine shifted sums: the same function (and the
+    same parameters) as ``nn.Conv2d``, but 30x faster on CPU for one output channel, where
+    PyTorch takes its slow im2col path (24 ms against 0.8 ms measured on [4, 16, 120, 160])."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        co, ci = self.weight.shape[:2]
+        taps = F.conv2d(x, self.weight.permute(2, 3, 0, 1).reshape(9 * co, ci, 1, 1))  # [B, 9co, H, W]
+        taps = F.pad(taps, (1, 1, 1, 1))
+        H, W = x.shape[-2:]
+        out = self.bias.view(1, -1, 1, 1).expand(x.shape[0], co, H, W)
+        for i in range(3):
+            for j in range(3):
+                k = (i * 3 + j) * co
+                out = out + taps[:, k:k + co, i:i + H, j:j + W]
+        return out
+
+
 class _UNet(nn.Module):
     """Three-scale U-Net on half-resolution maps: ``[B, cin, h, w] -> [B, widths[0], h, w]``."""
 
@@ -122,7 +144,7 @@ class FrameModel(nn.Module):
         self.ref_encoder = nn.Sequential(_conv(per_ref_in, c, 1), _conv(c, c, 1))
         self.unet = _UNet(2 * c + TARGET_CHANNELS, config.widths)
         w0 = config.widths[0]
-        self.ref_head = nn.Sequential(_conv(c + w0, c, 1), nn.Conv2d(c, 1, 3, padding=1))
+        self.ref_head = nn.Sequential(_conv(c + w0, c, 1), _TapConv3x3(c, 1))
         self.fill_head = nn.Conv2d(w0, 1 + 3 + 3, 3, padding=1)  # fill logit, fill rgb, residual rgb
         r = config.refine_channels
         self.refine = nn.Sequential(_conv(4, r), nn.Conv2d(r, 3, 3, padding=1)) if r else None
