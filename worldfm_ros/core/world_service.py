@@ -233,10 +233,12 @@ class WorldService:
     def ingest_keyframe(self, frame: Keyframe) -> Optional[Keyframe]:
         """As :meth:`ingest`, returning the stored (downscaled) keyframe. Its
         ``extras["coverage_gain"]`` is the fraction of its view no earlier keyframe saw."""
-        with self._lock:
-            if self.memory.is_redundant(frame):
-                return None  # cheap exit before any image work
+        # Judge the frame at the resolution it would be stored at: the same frame offered at
+        # 640x480 (the node) or 320x240 (worldfm-eval) gets the same decision.
         small = self._downscaled(frame)
+        with self._lock:
+            if self.memory.is_redundant(small):
+                return None  # cheap exit before the novelty estimate
         with self._lock:
             references = self.memory.retrieve(small.T_world_cam, small.intrinsics) if len(self.memory) else []
             small.extras["coverage_gain"] = view_novelty(small, references)

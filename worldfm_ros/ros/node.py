@@ -71,6 +71,11 @@ from worldfm_ros.ros.messages import (
 )
 from worldfm_ros.srv import RenderView, SaveWorld, SetPose
 
+#: How often waiting colour/depth pairs are re-checked for their odometry [s].
+_WAIT_POLL_S = 0.01
+#: Pairs allowed to wait at once; beyond that the oldest is processed as it is.
+_MAX_WAITING = 30
+
 #: Minimum seconds between two warnings from the same place.
 WARN_PERIOD = 5.0
 #: Window over which ingest and sim rates are measured [s].
@@ -163,6 +168,8 @@ class WorldFMNode(LifecycleNode):
         self._odom = OdometryBuffer(max_extrapolation=config.sync_max_extrapolation)
         self._sync = FrameSync(max_gap=config.sync_max_gap)
         self._sync_drops_reported = 0
+        # Pairs whose odometry (or first camera_info) has not arrived yet: (deadline, pair).
+        self._waiting: deque = deque()
         control = self._groups["control"]
         self._status_pub = self.create_publisher(WorldStatus, "~/status", QOS_DEFAULT)
         self._keyframe_pub = self.create_publisher(KeyframeInfo, "~/keyframes", QOS_KEYFRAMES)
@@ -199,6 +206,7 @@ class WorldFMNode(LifecycleNode):
                                      callback_group=st),
             self.create_subscription(Odometry, "odom", self._on_odometry, QOS_SENSOR, callback_group=st),
             self.create_timer(1.0, self._publish_status, callback_group=self._groups["control"]),
+            self.create_timer(_WAIT_POLL_S, self._flush_waiting, callback_group=ingest),
         ]
         if self.config.sim_enabled:
             self._active += [
@@ -332,6 +340,36 @@ class WorldFMNode(LifecycleNode):
                    if reason in (SyncDrop.COLOUR_UNPAIRED, SyncDrop.COLOUR_OVERFLOW, SyncDrop.INVALID_STAMP))
 
     def _process_pair(self, pair: SyncedPair) -> None:
+        """Ingest a colour/depth pair, or let it wait (in order) for the odometry at its stamp.
+
+        Odometry and images travel on separate topics, so the odometry sample of an image's
+        own stamp often lands a few milliseconds after the image. Extrapolating then would
+        store the frame at a guessed pose although the exact one is about to arrive: a pair
+        newer than the newest odometry (or arriving before any camera_info) waits up to
+        ``sync.max_extrapolation`` of wall time, and only then is the pose extrapolated (or
+        the pair dropped) as the contract says.
+        """
+        if self._odom is None or self.world is None:
+            return
+        self._waiting.append((time.monotonic() + max(self.config.sync_max_extrapolation, _WAIT_POLL_S), pair))
+        self._flush_waiting()
+
+    def _ready(self, pair: SyncedPair) -> bool:
+        latest = self._odom.latest() if self._odom is not None else None
+        return self._camera is not None and latest is not None and latest[0] >= pair.stamp
+
+    def _flush_waiting(self) -> None:
+        """Ingest the waiting pairs, oldest first, that are ready or out of time (ingest group)."""
+        waiting = getattr(self, "_waiting", None)
+        now = time.monotonic()
+        while waiting:
+            deadline, pair = waiting[0]
+            if not self._ready(pair) and now < deadline and len(waiting) <= _MAX_WAITING:
+                return
+            waiting.popleft()
+            self._ingest_pair(pair)
+
+    def _ingest_pair(self, pair: SyncedPair) -> None:
         world, odom = self.world, self._odom
         if world is None or odom is None:
             return
