@@ -245,7 +245,8 @@ def warp_references(
     guessed = (observed <= 0) & (depth > 0)
     rays = torch.from_numpy(_pixel_rays(intrinsics)).to(device).permute(2, 0, 1)  # [3, H, W]
     has_depth = depth > 0
-    px, py, pz = rays[0] * depth, rays[1] * depth, depth  # target-frame points (ray z = 1)
+    points = (rays * depth).view(3, -1)  # [3, H*W] target-frame points (ray z = 1)
+    px, py, pz = points.view(3, H, W)
     # Geometry features at half resolution (the network's working resolution): even pixels.
     hx, hy, hz = px[::2, ::2], py[::2, ::2], pz[::2, ::2]
     rx, ry = rays[0, ::2, ::2], rays[1, ::2, ::2]
@@ -264,12 +265,16 @@ def warp_references(
         T_ref_target = np.linalg.inv(ref.T_world_cam) @ T_world_cam
         R = T_ref_target[:3, :3].astype(np.float64)
         t = T_ref_target[:3, 3].astype(np.float64)
-        qx, qy, z = (float(R[i, 0]) * px + float(R[i, 1]) * py + float(R[i, 2]) * pz + float(t[i]) for i in range(3))
+        Kr = ref.intrinsics
+        # One matrix product projects every target point into the reference: [u z, v z, z].
+        KR = Kr.matrix @ np.concatenate([R, t[:, None]], axis=1)  # [3, 4]
+        proj = torch.addmm(torch.from_numpy(KR[:, 3:].astype(np.float32)).to(device),
+                           torch.from_numpy(KR[:, :3].astype(np.float32)).to(device), points).view(3, H, W)
+        z = proj[2]
         front = has_depth & (z > NEAR)
         inv_z = 1.0 / torch.where(front, z, torch.ones_like(z))
-        Kr = ref.intrinsics
-        u = Kr.fx * qx * inv_z + Kr.cx
-        v = Kr.fy * qy * inv_z + Kr.cy
+        u = proj[0] * inv_z
+        v = proj[1] * inv_z
         inside = front & (u > -0.5) & (u < Kr.width - 0.5) & (v > -0.5) & (v < Kr.height - 0.5)
         ui = torch.round(u).clamp_(0, Kr.width - 1).long()
         vi = torch.round(v).clamp_(0, Kr.height - 1).long()
