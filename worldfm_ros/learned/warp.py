@@ -162,39 +162,42 @@ def select_references(references: Sequence[Keyframe], T_world_cam: np.ndarray, k
     return [refs[i] for i in sorted(order[:k])]
 
 
-def _splat(points: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], intrinsics: Intrinsics,
-           scale: int) -> torch.Tensor:
-    """Z-buffer of target-frame points (``x, y, z`` arrays; ``z = inf`` marks no point) at
-    ``1/scale`` resolution; ``inf`` = empty."""
-    w = -(-intrinsics.width // scale)
-    h = -(-intrinsics.height // scale)
-    device = points[0][0].device
-    buffer = torch.full((h * w + 1,), math.inf, dtype=torch.float32, device=device)  # last: discard bin
-    for x, y, z in points:
-        u = (intrinsics.fx * x / z + intrinsics.cx + 0.5) * (1.0 / scale)
-        v = (intrinsics.fy * y / z + intrinsics.cy + 0.5) * (1.0 / scale)
-        inside = (u >= 0) & (u < w) & (v >= 0) & (v < h) & torch.isfinite(z)
-        idx = torch.where(inside, v.clamp(0, h - 1).long() * w + u.clamp(0, w - 1).long(), h * w)
-        buffer.scatter_reduce_(0, idx.view(-1), z.reshape(-1), reduce="amin")
-    return buffer[:-1].view(h, w)
+def _zbuffer(u: torch.Tensor, v: torch.Tensor, z: torch.Tensor, width: int, height: int, scale: int,
+             buffer: torch.Tensor) -> None:
+    """Splat points at continuous pixel coordinates ``u, v`` (full resolution) with depth ``z``
+    (``inf`` = no point) into ``buffer`` (``[h * w + 1]``, last = discard) at ``1/scale``."""
+    w = -(-width // scale)
+    h = -(-height // scale)
+    us = (u + 0.5) * (1.0 / scale)
+    vs = (v + 0.5) * (1.0 / scale)
+    inside = (us >= 0) & (us < w) & (vs >= 0) & (vs < h) & torch.isfinite(z)
+    idx = torch.where(inside, vs.clamp(0, h - 1).long() * w + us.clamp(0, w - 1).long(), h * w)
+    buffer.scatter_reduce_(0, idx, z, reduce="amin")
 
 
 def target_depth(references: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Intrinsics,
                  device="cpu") -> torch.Tensor:
     """``float32 [H, W]`` z-depth [m] of the target seen through the references' depth, 0 = unknown."""
+    H, W = intrinsics.height, intrinsics.width
+    if not references:
+        return torch.zeros(H, W, device=device)
     T_cam_world = np.linalg.inv(T_world_cam)
-    points = []
+    full = torch.full((H * W + 1,), math.inf, dtype=torch.float32, device=device)
+    half = torch.full((((H + 1) // 2) * ((W + 1) // 2) + 1,), math.inf, dtype=torch.float32, device=device)
     for ref in references:
         _, d, x, y = _reference_tensors(ref, device)
-        T = T_cam_world @ ref.T_world_cam
-        px, py, pz = (float(T[i, 0]) * x + float(T[i, 1]) * y + float(T[i, 2]) * d + float(T[i, 3])
-                      for i in range(3))
-        pz = torch.where((d > 0) & (pz > NEAR), pz, torch.full_like(pz, math.inf))
-        points.append((px, py, pz))
-    if not points:
-        return torch.zeros(intrinsics.height, intrinsics.width, device=device)
-    full = _splat(points, intrinsics, 1)
-    half = _splat(points, intrinsics, 2)
+        P = intrinsics.matrix @ (T_cam_world @ ref.T_world_cam)[:3]  # [3, 4]: camera point -> [u z, v z, z]
+        pts = torch.stack([x.reshape(-1), y.reshape(-1), d.reshape(-1)])  # [3, N]
+        proj = torch.addmm(torch.from_numpy(P[:, 3:].astype(np.float32)).to(device),
+                           torch.from_numpy(P[:, :3].astype(np.float32)).to(device), pts)
+        z = proj[2]
+        z = torch.where((pts[2] > 0) & (z > NEAR), z, torch.full_like(z, math.inf))
+        inv_z = 1.0 / z  # 0 where no point
+        u, v = proj[0] * inv_z, proj[1] * inv_z
+        _zbuffer(u, v, z, W, H, 1, full)
+        _zbuffer(u, v, z, W, H, 2, half)
+    full = full[:-1].view(H, W)
+    half = half[:-1].view((H + 1) // 2, (W + 1) // 2)
     half_up = half.repeat_interleave(2, 0).repeat_interleave(2, 1)[: intrinsics.height, : intrinsics.width]
     # A full-resolution pixel that no point hit (a crack: the surface is seen closer or more
     # obliquely than it was captured) takes the half-resolution depth, which is denser.
