@@ -19,7 +19,7 @@ from worldfm_ros.core.pose import invert_pose
 from worldfm_ros.core.renderers.base import RenderResult
 from worldfm_ros.core.renderers.geometric import GeometricConfig, validate_render_inputs
 from worldfm_ros.core.renderers.hole_filling import push_pull
-from worldfm_ros.core.renderers.splatting import NEAR_PLANE, reference_points, view_weight
+from worldfm_ros.core.renderers.splatting import NEAR_PLANE, front_depth, reference_points, view_weights
 
 
 class ReferenceGeometricRenderer:
@@ -61,9 +61,9 @@ class ReferenceGeometricRenderer:
             np.minimum.at(zbuf, nearest, z)
             splats.append((ref, u, v, z, colours, nearest))
 
-        acc = np.zeros((H * W, 6))
-        for ref, u, v, z, colours, nearest in splats:
-            weight = view_weight(ref.T_world_cam, T, cfg.angle_sigma_deg, cfg.distance_scale)
+        acc = np.zeros((H * W, 5))
+        weights = view_weights([ref.T_world_cam for ref in references], T, cfg.angle_scale_deg, cfg.distance_scale)
+        for weight, (ref, u, v, z, colours, nearest) in zip(weights, splats):
             if cfg.footprint == "point":
                 taps = [(nearest, np.ones_like(z), np.ones_like(z, dtype=bool))]
             else:
@@ -80,19 +80,18 @@ class ReferenceGeometricRenderer:
                 front = ok & (z <= zbuf[index] * (1.0 + cfg.depth_tolerance))
                 support = w[front]
                 w = support * weight
-                values = np.concatenate([colours[front] * w[:, None], (z[front] * w)[:, None], w[:, None],
-                                         support[:, None]], axis=1)
+                values = np.concatenate([colours[front] * w[:, None], w[:, None], support[:, None]], axis=1)
                 np.add.at(acc, index[front], values)
 
-        total = acc[:, 4]
-        covered = (acc[:, 5] >= cfg.min_support) & (total > 0)
+        total = acc[:, 3]
+        covered = (acc[:, 4] >= cfg.min_support) & (total > 0)
         colour = np.where(covered[:, None], acc[:, :3] / np.maximum(total, 1e-30)[:, None], 0.0)
-        depth = np.where(covered, acc[:, 3] / np.maximum(total, 1e-30), 0.0)
         colour_img = colour.T.reshape(3, H, W)
         covered_img = covered.reshape(H, W)
+        depth = front_depth(zbuf.reshape(H, W), covered_img)
         if cfg.fill_holes and covered.any() and not covered.all():
-            confidence = np.where(covered, np.minimum(acc[:, 5], 1.0), 0.0).reshape(H, W)
+            confidence = np.where(covered, np.minimum(acc[:, 4], 1.0), 0.0).reshape(H, W)
             filled = push_pull(torch.from_numpy(colour_img).float(), torch.from_numpy(confidence).float())
             colour_img = filled.numpy().astype(np.float64)
         rgb = np.clip(np.round(colour_img.transpose(1, 2, 0)), 0, 255).astype(np.uint8)
-        return rgb, depth.reshape(H, W).astype(np.float32), covered_img
+        return rgb, depth, covered_img

@@ -2,9 +2,14 @@
 
 The same two passes as the torch path of :mod:`worldfm_ros.core.renderers.geometric`, one
 reference pixel at a time (back-projected on the fly, no point cloud kept) instead of a
-dozen whole-array operations: on a 2-core CPU that is what
-makes 320x240 views from four 320x240 references fit in a robot's control loop.
-Loops run in point order and accumulate in float64, so results are deterministic.
+dozen whole-array operations, then the push-pull fill and the ``uint8`` conversion, so the
+CPU path runs no torch operation at all (torch's intra-op threads stall each other on a
+loaded 2-core machine: 12 ms for one 320x240 ``avg_pool2d`` was measured there). On a
+2-core CPU this is what makes 320x240 views from four 320x240 references fit in a robot's
+control loop.
+
+Loops run in a fixed order and accumulate in float32 (a pixel gathers a few dozen samples at
+most: the sums keep 6 significant digits), so results are deterministic.
 Compiled on first use (``cache=True`` keeps the machine code in ``__pycache__``).
 """
 
@@ -13,130 +18,171 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True, inline="always")
-def _add(acc, p, r, g, b, z, weight, footprint):  # pragma: no cover - compiled
-    w = footprint * weight
-    acc[p, 0] += r * w
-    acc[p, 1] += g * w
-    acc[p, 2] += b * w
-    acc[p, 3] += z * w
-    acc[p, 4] += w
-    acc[p, 5] += footprint
+#: Channels of the blend sums: colour * w (3), w, footprint support. (Depth comes from the
+#: z-buffer: a sixth channel for a blended depth made the blend pass 30 % slower, measured.)
+ACC_CHANNELS = 5
 
 
 @njit(cache=True, nogil=True)
 def edge_free_mask(depth, edge_ratio, keep):  # pragma: no cover - compiled
     """``keep[y, x] = 1`` for valid depth whose 3x3 neighbourhood (border replicated) spans at
-    most ``edge_ratio`` of it: the same rule as ``splatting.discontinuity_mask``."""
+    most ``edge_ratio`` of it (max over all neighbours, min over the valid ones): the same
+    rule as ``splatting.discontinuity_mask``. Separable: a row pass, then a column pass."""
     h, w = depth.shape
+    if edge_ratio <= 0:
+        for y in range(h):
+            for x in range(w):
+                keep[y, x] = 1 if depth[y, x] > 0 else 0
+        return
+    big = np.float32(3.0e38)
+    lo_row = np.empty((h, w), np.float32)
+    hi_row = np.empty((h, w), np.float32)
     for y in range(h):
         for x in range(w):
-            d = depth[y, x]
-            if d <= 0:
+            lo = big
+            hi = np.float32(0.0)
+            for dx in range(-1, 2):
+                n = depth[y, min(max(x + dx, 0), w - 1)]
+                if n > hi:
+                    hi = n
+                if n > 0 and n < lo:
+                    lo = n
+            lo_row[y, x] = lo
+            hi_row[y, x] = hi
+    limit = 1.0 + edge_ratio
+    for y in range(h):
+        for x in range(w):
+            if depth[y, x] <= 0:
                 keep[y, x] = 0
                 continue
-            if edge_ratio <= 0:
-                keep[y, x] = 1
-                continue
-            lo = d
-            hi = d
+            lo = big
+            hi = np.float32(0.0)
             for dy in range(-1, 2):
                 yy = min(max(y + dy, 0), h - 1)
-                for dx in range(-1, 2):
-                    xx = min(max(x + dx, 0), w - 1)
-                    n = depth[yy, xx]
-                    if n > hi:
-                        hi = n
-                    if n > 0 and n < lo:
-                        lo = n
-            keep[y, x] = 1 if hi <= lo * (1.0 + edge_ratio) else 0
+                if hi_row[yy, x] > hi:
+                    hi = hi_row[yy, x]
+                if lo_row[yy, x] < lo:
+                    lo = lo_row[yy, x]
+            keep[y, x] = 1 if hi <= lo * limit else 0
 
 
 @njit(cache=True, nogil=True)
 def zbuffer_pass_rgbd(depth, keep, C, b, width, height, near, zbuf):  # pragma: no cover
-    """Nearest-pixel z-buffer ``zbuf[v * W + u] = min(z)`` of a reference depth image.
+    """Nearest-pixel z-buffer ``zbuf[v * W + u] = min(z)`` (float32) of a reference depth image.
 
     A reference pixel ``(x, y)`` of depth ``d`` lands at ``(u*z, v*z, z) = d * C @ (x, y, 1) + b``
     in the target image: ``C [3, 3] = K_target R_target_ref K_ref^-1``, ``b [3] = K_target t``."""
     h, w = depth.shape
+    # Constants in locals: numba cannot prove that the output arrays do not alias C and b,
+    # and would reload them on every pixel (10 % slower, measured).
+    c00, c01, c02 = C[0, 0], C[0, 1], C[0, 2]
+    c10, c11, c12 = C[1, 0], C[1, 1], C[1, 2]
+    c20, c21, c22 = C[2, 0], C[2, 1], C[2, 2]
+    b0, b1, b2 = b[0], b[1], b[2]
     for y in range(h):
         for x in range(w):
             if keep[y, x] == 0:
                 continue
             d = depth[y, x]
-            zc = d * (x * C[2, 0] + y * C[2, 1] + C[2, 2]) + b[2]
+            zc = d * (x * c20 + y * c21 + c22) + b2
             if zc <= near:
                 continue
-            u = (d * (x * C[0, 0] + y * C[0, 1] + C[0, 2]) + b[0]) / zc
-            v = (d * (x * C[1, 0] + y * C[1, 1] + C[1, 2]) + b[1]) / zc
+            iz = 1.0 / zc
+            u = (d * (x * c00 + y * c01 + c02) + b0) * iz
+            v = (d * (x * c10 + y * c11 + c12) + b1) * iz
             if u < -0.5 or u >= width - 0.5 or v < -0.5 or v >= height - 0.5:
                 continue
             p = int(v + 0.5) * width + int(u + 0.5)
-            if zc < zbuf[p]:
-                zbuf[p] = zc
+            z32 = np.float32(zc)
+            # Branch-free: which reference is in front is a coin toss where several overlap,
+            # and a mispredicted branch cost more than the store (measured).
+            zbuf[p] = min(zbuf[p], z32)
 
 
 @njit(cache=True, nogil=True)
-def blend_pass_rgbd(depth, colour, keep, C, b, width, height, near, zbuf, tolerance, weight, bilinear,
+def blend_pass_rgbd(depth, colour, keep, C, b, width, height, near, limit, weight, bilinear,
                     acc):  # pragma: no cover - compiled
-    """Accumulate ``acc[p] += (r*w, g*w, b*w, z*w, w, footprint)`` for the reference pixels
-    within ``tolerance`` (relative) of ``zbuf`` at each target pixel ``p`` their bilinear (or
-    nearest, ``bilinear=False``) footprint touches; ``w = footprint * weight``.
+    """Accumulate ``acc[p] += (r*w, g*w, b*w, w, footprint)`` (float32 ``[HW, 5]``) for
+    the reference pixels whose depth is at most ``limit[p]`` (the z-buffer widened by the
+    depth tolerance) at each target pixel ``p`` their bilinear (or nearest, ``bilinear=False``)
+    footprint touches; ``w = footprint * weight``.
 
     The projection is written out here and in :func:`zbuffer_pass_rgbd` rather than shared:
     a helper returning a tuple made this loop twice as slow (numba 0.68, measured).
     """
     h, w = depth.shape
+    weight = np.float32(weight)
+    # Constants in locals: numba cannot prove that the output arrays do not alias C and b,
+    # and would reload them on every pixel (10 % slower, measured).
+    c00, c01, c02 = C[0, 0], C[0, 1], C[0, 2]
+    c10, c11, c12 = C[1, 0], C[1, 1], C[1, 2]
+    c20, c21, c22 = C[2, 0], C[2, 1], C[2, 2]
+    b0, b1, b2 = b[0], b[1], b[2]
     for y in range(h):
         for x in range(w):
             if keep[y, x] == 0:
                 continue
             d = depth[y, x]
-            zc = d * (x * C[2, 0] + y * C[2, 1] + C[2, 2]) + b[2]
+            zc = d * (x * c20 + y * c21 + c22) + b2
             if zc <= near:
                 continue
-            u = (d * (x * C[0, 0] + y * C[0, 1] + C[0, 2]) + b[0]) / zc
-            v = (d * (x * C[1, 0] + y * C[1, 1] + C[1, 2]) + b[1]) / zc
+            iz = 1.0 / zc
+            u = (d * (x * c00 + y * c01 + c02) + b0) * iz
+            v = (d * (x * c10 + y * c11 + c12) + b1) * iz
             if u < -0.5 or u >= width - 0.5 or v < -0.5 or v >= height - 0.5:
                 continue
-            r = float(colour[y, x, 0])
-            g = float(colour[y, x, 1])
-            bl = float(colour[y, x, 2])
+            r = np.float32(colour[y, x, 0])
+            g = np.float32(colour[y, x, 1])
+            bl = np.float32(colour[y, x, 2])
+            z32 = np.float32(zc)
             if not bilinear:
                 p = int(v + 0.5) * width + int(u + 0.5)
-                if zc <= zbuf[p] * (1.0 + tolerance):
-                    _add(acc, p, r, g, bl, zc, weight, 1.0)
+                if z32 <= limit[p]:
+                    acc[p, 0] += r * weight
+                    acc[p, 1] += g * weight
+                    acc[p, 2] += bl * weight
+                    acc[p, 3] += weight
+                    acc[p, 4] += 1.0
                 continue
             u0 = np.floor(u)
             v0 = np.floor(v)
-            fu = u - u0
-            fv = v - v0
+            fu = np.float32(u - u0)
+            fv = np.float32(v - v0)
+            gu = np.float32(1.0) - fu
+            gv = np.float32(1.0) - fv
             iu = int(u0)
             iv = int(v0)
             for dv in range(2):
                 vv = iv + dv
                 if vv < 0 or vv > height - 1:
                     continue
-                wv = fv if dv == 1 else 1.0 - fv
                 for du in range(2):
                     uu = iu + du
                     if uu < 0 or uu > width - 1:
                         continue
-                    wu = fu if du == 1 else 1.0 - fu
-                    p = vv * width + uu
-                    if zc <= zbuf[p] * (1.0 + tolerance):
-                        _add(acc, p, r, g, bl, zc, weight, wu * wv)
+                    q = vv * width + uu
+                    if z32 <= limit[q]:
+                        footprint = (fu if du else gu) * (fv if dv else gv)
+                        wt = footprint * weight
+                        acc[q, 0] += r * wt
+                        acc[q, 1] += g * wt
+                        acc[q, 2] += bl * wt
+                        acc[q, 3] += wt
+                        acc[q, 4] += footprint
 
 
 @njit(cache=True, nogil=True)
-def normalise(acc, min_support, colour, depth, covered, confidence):  # pragma: no cover - compiled
-    """Blend sums ``acc [HW, 6]`` -> ``colour [3, HW]`` (weighted mean), ``depth [HW]``,
-    ``covered [HW]`` (footprint support >= ``min_support``) and ``confidence [HW]`` in [0, 1]."""
+def normalise(acc, zbuf, width, min_support, colour, depth, covered, confidence):  # pragma: no cover
+    """Blend sums ``acc [HW, 5]`` -> ``colour [3, HW]`` (weighted mean), ``covered [HW]``
+    (footprint support >= ``min_support``), ``confidence [HW]`` in [0, 1] and ``depth [HW]``:
+    the z-buffer ``zbuf [HW]`` (nearest surface splatted to the pixel) at covered pixels, its
+    3x3 minimum where only a neighbour's footprint reached (the same rule as
+    ``splatting.front_depth``), 0 elsewhere."""
     n = acc.shape[0]
+    height = n // width
     for p in range(n):
-        total = acc[p, 4]
-        support = acc[p, 5]
+        total = acc[p, 3]
+        support = acc[p, 4]
         if total > 0:
             inv = 1.0 / total
             colour[0, p] = acc[p, 0] * inv
@@ -148,9 +194,142 @@ def normalise(acc, min_support, colour, depth, covered, confidence):  # pragma: 
             colour[2, p] = 0.0
         if total > 0 and support >= min_support:
             covered[p] = True
-            depth[p] = acc[p, 3] / total
             confidence[p] = min(support, 1.0)
+            z = zbuf[p]
+            if not z < np.inf:
+                y = p // width
+                x = p - y * width
+                for yy in range(max(y - 1, 0), min(y + 2, height)):
+                    for xx in range(max(x - 1, 0), min(x + 2, width)):
+                        z = min(z, zbuf[yy * width + xx])
+            depth[p] = z if z < np.inf else 0.0
         else:
             covered[p] = False
             depth[p] = 0.0
             confidence[p] = 0.0
+
+
+def pyramid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """Level sizes of the push-pull pyramid: halved with odd sizes rounded up, at most
+    ``levels`` levels, the last one 1 pixel high or wide (or level ``levels - 1``)."""
+    sizes = [(height, width)]
+    while len(sizes) < levels and min(sizes[-1]) > 1:
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def push_pull_workspace_size(height: int, width: int, levels: int) -> int:
+    """float32 elements of the ``work`` buffer :func:`push_pull` needs."""
+    return 4 * sum(h * w for h, w in pyramid_sizes(height, width, levels))
+
+
+@njit(cache=True, nogil=True)
+def push_pull(colour, weight, levels, out, work):  # pragma: no cover - compiled
+    """Fill ``colour [3, H, W]`` where ``weight [H, W]`` (in [0, 1]) is low, into ``out``.
+
+    The same scheme as :func:`worldfm_ros.core.renderers.hole_filling.push_pull` (its
+    docstring explains it): 2x2 averages with odd sizes rounded up (``avg_pool2d``
+    ``ceil_mode``), partly known coarse cells saturated to known, bilinear upsampling with
+    half-pixel centres (``align_corners=False``). Every level lives in ``work`` (float32,
+    :func:`push_pull_workspace_size` elements): premultiplied colour then weight per level;
+    the pull pass overwrites each level's colour with its filled version.
+    """
+    H, W = weight.shape
+    # Level sizes and offsets into work.
+    hs = [H]
+    ws = [W]
+    while len(hs) < levels and min(hs[-1], ws[-1]) > 1:
+        hs.append((hs[-1] + 1) // 2)
+        ws.append((ws[-1] + 1) // 2)
+    n = len(hs)
+    offsets = [0]
+    for i in range(n):
+        offsets.append(offsets[-1] + 4 * hs[i] * ws[i])
+    c0 = work[offsets[0] : offsets[0] + 3 * H * W].reshape((3, H, W))
+    w0 = work[offsets[0] + 3 * H * W : offsets[1]].reshape((H, W))
+    for y in range(H):
+        for x in range(W):
+            wt = weight[y, x]
+            w0[y, x] = wt
+            for k in range(3):
+                c0[k, y, x] = colour[k, y, x] * wt
+    # Push: average 2x2 blocks down the pyramid.
+    for i in range(1, n):
+        ph, pw_ = hs[i - 1], ws[i - 1]
+        nh, nw = hs[i], ws[i]
+        pc = work[offsets[i - 1] : offsets[i - 1] + 3 * ph * pw_].reshape((3, ph, pw_))
+        pw = work[offsets[i - 1] + 3 * ph * pw_ : offsets[i]].reshape((ph, pw_))
+        nc = work[offsets[i] : offsets[i] + 3 * nh * nw].reshape((3, nh, nw))
+        nwt = work[offsets[i] + 3 * nh * nw : offsets[i + 1]].reshape((nh, nw))
+        for y in range(nh):
+            for x in range(nw):
+                s = np.float32(0.0)
+                r0 = np.float32(0.0)
+                r1 = np.float32(0.0)
+                r2 = np.float32(0.0)
+                count = 0
+                for yy in range(2 * y, min(2 * y + 2, ph)):
+                    for xx in range(2 * x, min(2 * x + 2, pw_)):
+                        count += 1
+                        s += pw[yy, xx]
+                        r0 += pc[0, yy, xx]
+                        r1 += pc[1, yy, xx]
+                        r2 += pc[2, yy, xx]
+                s /= count
+                # A coarse cell that is partly known counts as known: saturate its weight.
+                scale = np.float32(min(s * 4.0, 1.0) / max(s, 1e-12))
+                nwt[y, x] = s * scale
+                nc[0, y, x] = r0 / count * scale
+                nc[1, y, x] = r1 / count * scale
+                nc[2, y, x] = r2 / count * scale
+    # Pull: normalise the top level, then blend each finer level with its upsampled parent.
+    top = n - 1
+    th, tw = hs[top], ws[top]
+    tc = work[offsets[top] : offsets[top] + 3 * th * tw].reshape((3, th, tw))
+    twt = work[offsets[top] + 3 * th * tw : offsets[top + 1]].reshape((th, tw))
+    for k in range(3):
+        for y in range(th):
+            for x in range(tw):
+                tc[k, y, x] = tc[k, y, x] / max(twt[y, x], 1e-12)
+    for i in range(top - 1, -1, -1):
+        h, w = hs[i], ws[i]
+        fh, fw = hs[i + 1], ws[i + 1]
+        c = work[offsets[i] : offsets[i] + 3 * h * w].reshape((3, h, w))
+        wt = work[offsets[i] + 3 * h * w : offsets[i + 1]].reshape((h, w))
+        filled = work[offsets[i + 1] : offsets[i + 1] + 3 * fh * fw].reshape((3, fh, fw))
+        dst = out if i == 0 else c
+        sy = fh / h
+        sx = fw / w
+        for y in range(h):
+            fy = max((y + 0.5) * sy - 0.5, 0.0)
+            y0 = min(int(fy), fh - 1)
+            y1 = min(y0 + 1, fh - 1)
+            ay = fy - y0
+            for x in range(w):
+                fx = max((x + 0.5) * sx - 0.5, 0.0)
+                x0 = min(int(fx), fw - 1)
+                x1 = min(x0 + 1, fw - 1)
+                ax = fx - x0
+                rest = 1.0 - wt[y, x]
+                for k in range(3):
+                    up = ((1.0 - ay) * ((1.0 - ax) * filled[k, y0, x0] + ax * filled[k, y0, x1])
+                          + ay * ((1.0 - ax) * filled[k, y1, x0] + ax * filled[k, y1, x1]))
+                    dst[k, y, x] = c[k, y, x] + rest * up
+    if top == 0:
+        for k in range(3):
+            for y in range(H):
+                for x in range(W):
+                    out[k, y, x] = c0[k, y, x]
+
+
+@njit(cache=True, nogil=True)
+def to_rgb8(colour, rgb):  # pragma: no cover - compiled
+    """``colour [3, H, W]`` float -> ``rgb [H, W, 3]`` uint8, rounded half to even and clipped
+    (as ``torch.round(...).clamp(0, 255)``)."""
+    _, h, w = colour.shape
+    for y in range(h):
+        for x in range(w):
+            for k in range(3):
+                v = np.rint(colour[k, y, x])
+                rgb[y, x, k] = np.uint8(0.0 if v < 0.0 else (255.0 if v > 255.0 else v))
