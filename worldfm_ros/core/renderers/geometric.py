@@ -137,11 +137,16 @@ def splat_intrinsics(references: Sequence[Keyframe], target: Intrinsics) -> Intr
 def upsample_views(rgb: np.ndarray, depth: np.ndarray, covered: np.ndarray, width: int, height: int):
     """``[B, h, w, ...]`` views -> ``[B, height, width, ...]``: colour bilinear, depth and
     coverage nearest (interpolated depth across an edge would be a surface nobody saw)."""
+    B = len(rgb)
     size = (width, height)
-    rgb_up = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_LINEAR) for c in rgb])
-    depth_up = np.stack([cv2.resize(d, size, interpolation=cv2.INTER_NEAREST) for d in depth])
-    covered_up = np.stack([cv2.resize(m.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) for m in covered])
-    return rgb_up, depth_up, covered_up.astype(bool)
+    rgb_up = np.empty((B, height, width, 3), np.uint8)
+    depth_up = np.empty((B, height, width), np.float32)
+    covered_up = np.empty((B, height, width), bool)
+    for b in range(B):
+        cv2.resize(rgb[b], size, dst=rgb_up[b], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(depth[b], size, dst=depth_up[b], interpolation=cv2.INTER_NEAREST)
+        cv2.resize(covered[b].view(np.uint8), size, dst=covered_up[b].view(np.uint8), interpolation=cv2.INTER_NEAREST)
+    return rgb_up, depth_up, covered_up
 
 
 class _Scratch:
