@@ -82,7 +82,7 @@ class LearnedRenderer:
                     used.setdefault(r.id, None)
                 bundle = warp_references(chosen, pose, intrinsics, self.k, self.device)
                 out = self.model(bundle)[0]  # [3, H, W]
-                rgb[b] = (out.permute(1, 2, 0) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+                rgb[b] = (out * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
                 cov = bundle.covered[0].cpu().numpy()
                 covered[b] = cov
                 depth[b] = np.where(cov, bundle.depth[0, 0].cpu().numpy(), 0.0)
