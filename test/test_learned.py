@@ -277,7 +277,7 @@ def test_train_cli_on_a_world_file_resumes_and_logs(tmp_path, sequence):
     frames = [Keyframe(f.colour, f.depth, f.intrinsics, f.T_world_cam, f.stamp, id=i) for i, f in enumerate(sequence)]
     write_world(world, frames)
     out = tmp_path / "run"
-    args = ["--data", str(world), "--format", "world", "--scale", "1", "--out", str(out), "--batch", "2",
+    args = ["--data", str(world), "--format", "world", "--out", str(out), "--batch", "2",
             "--crop", "32", "48", "--val-every", "2", "--ckpt-every", "1", "--quiet", "--threads", "1",
             "--k", "2", "--ref-channels", "8", "--widths", "8", "8", "8", "8"]
     assert main(args + ["--steps", "2"]) == 0

@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds worlds, samples and weights")
     p.add_argument("--data", type=Path, nargs="*", default=[], help="posed RGB-D sources (folders or world files)")
     p.add_argument("--format", choices=("7scenes", "tum", "world"), help="layout of every --data source")
-    p.add_argument("--scale", type=float, default=0.5,
-                   help="image scale of --data (0.5: 640x480 -> the protocol's 320x240; world files: 1)")
+    p.add_argument("--scale", type=float,
+                   help="image scale of --data (default: 0.5 for 7scenes/tum, i.e. 640x480 -> the protocol's "
+                        "320x240; 1 for world files, whose keyframes are stored at the node's size)")
     p.add_argument("--include-eval-targets", action="store_true",
                    help="also train on the leave-out protocol's targets (positions i %% 10 == 5)")
     p.add_argument("--synthetic", choices=("auto", "on", "off"), default="auto",
@@ -80,11 +81,12 @@ def main(argv=None) -> int:
         return 2
     synthetic = args.synthetic == "on" or (args.synthetic == "auto" and not args.data)
     crop = None if tuple(args.crop) == (0, 0) else tuple(args.crop)
+    scale = args.scale if args.scale is not None else (1.0 if args.format == "world" else 0.5)
     try:
         config = TrainConfig(
             out_dir=args.out, steps=args.steps, minutes=args.minutes, batch=args.batch, crop=crop, lr=args.lr,
             seed=args.seed, synthetic=synthetic, data=[(p, args.format) for p in args.data],
-            data_scale=args.scale, exclude_eval_targets=not args.include_eval_targets,
+            data_scale=scale, exclude_eval_targets=not args.include_eval_targets,
             synthetic_fraction=args.synthetic_fraction, pool_size=args.pool_size,
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
