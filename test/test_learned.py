@@ -16,6 +16,7 @@ from worldfm_ros.core.errors import EmptyMemoryError, ModelLoadError
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.learned.model import (
     CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
     FrameModel,
     ModelConfig,
     load_checkpoint,
@@ -67,7 +68,8 @@ def _psnr(a, b, mask=None):
 def test_warp_of_the_target_itself_reproduces_it(sequence):
     frame = sequence[4]
     b = warp_references([frame], frame.T_world_cam, SMALL, k=2)
-    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape == (1, 2, 11, 30, 40) and b.target.shape == (1, 6, 30, 40)
+    assert b.colour.shape == (1, 2, 3, 60, 80) and b.geometry.shape == (1, 2, 11, 15, 20) and b.target.shape == (1, 6, 15, 20)
+    assert b.phase.shape == (1, 2, 1, 60, 80) and float(b.phase[0, 0].max()) < 1e-6  # on the pixel centres
     valid = b.valid[0, 0, 0].numpy() > 0
     assert valid.mean() > 0.99 and b.valid[0, 1].sum() == 0  # empty second slot
     rgb = (b.colour[0, 0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
@@ -118,7 +120,8 @@ def test_model_shapes_odd_sizes_and_range():
     model = FrameModel(ModelConfig(k=3)).eval()
     valid = (torch.rand(2, 3, 1, 37, 51) > 0.3).float()
     b = WarpBundle(torch.rand(2, 3, 3, 37, 51), valid, (1 - valid) * (torch.rand(2, 3, 1, 37, 51) > 0.5),
-                   torch.randn(2, 3, 11, 19, 26), torch.rand(2, 6, 19, 26), torch.rand(2, 1, 37, 51))
+                   torch.randn(2, 3, 11, 10, 13), torch.rand(2, 6, 10, 13), torch.rand(2, 1, 37, 51),
+                   0.5 * torch.rand(2, 3, 1, 37, 51))
     with torch.no_grad():
         out = model(b)
     assert out.shape == (2, 3, 37, 51) and float(out.min()) >= 0 and float(out.max()) <= 1
@@ -127,7 +130,7 @@ def test_model_shapes_odd_sizes_and_range():
     assert parameter_count(FrameModel()) < 3_000_000
 
 
-def test_fresh_model_is_the_visibility_weighted_blend(sequence):
+def test_fresh_model_is_the_phase_weighted_blend(sequence):
     target = sequence[5]
     b = warp_references([sequence[9]], target.T_world_cam, SMALL, k=2)
     with torch.no_grad():
@@ -135,8 +138,43 @@ def test_fresh_model_is_the_visibility_weighted_blend(sequence):
     covered = b.covered[0]
     assert 0.2 < float(covered.float().mean()) < 0.98
     diff = (out - blend_baseline(b))[0].abs().amax(0)
-    assert float(diff[covered].max()) < 3e-3  # the fill slot starts at weight e^-6
+    assert float(diff[covered].max()) < 3e-3  # one reference: the phase prior has nothing to choose
     assert float((out[0, :, ~covered] - 0.5).abs().max()) < 0.01  # holes: grey fill
+    # Two references: weights exp(-10 phase), i.e. the sample nearer a pixel centre counts more.
+    b = warp_references([sequence[4], sequence[6]], target.T_world_cam, SMALL, k=2)
+    with torch.no_grad():
+        out = FrameModel(ModelConfig(k=2))(b)
+    w = (b.valid + b.plausible) * torch.exp(-10.0 * b.phase)
+    expected = (w * b.colour).sum(1) / w.sum(1).clamp_min(1e-6)
+    both = (b.valid.sum(1)[:, 0] == 2)[0]
+    assert float(both.float().mean()) > 0.5
+    assert float((out - expected)[0].abs().amax(0)[both].max()) < 3e-3
+    assert float((out - blend_baseline(b))[0].abs().amax(0)[both].max()) > 0.01  # not the plain mean
+
+
+def test_cpu_kernels_agree_with_the_torch_path(sequence, monkeypatch):
+    import worldfm_ros.learned.warp as warp
+
+    target = sequence[5]
+    refs = sequence[1:5] + sequence[6:10]
+    fast = warp_references(refs, target.T_world_cam, SMALL, k=8)
+    monkeypatch.setattr(warp, "_FORCE_TORCH", True)
+    slow = warp_references(refs, target.T_world_cam, SMALL, k=8)
+    for name in ("valid", "plausible"):  # decisions: identical but for float ties
+        assert float((getattr(fast, name) != getattr(slow, name)).float().mean()) < 1e-3
+    for name, tol in (("colour", 1 / 255 + 1e-6), ("depth", 1e-3), ("phase", 1e-2), ("geometry", 1e-2), ("target", 1e-2)):
+        diff = (getattr(fast, name) - getattr(slow, name)).abs()
+        assert float((diff > tol).float().mean()) < 1e-3, name
+    assert float(fast.valid.sum()) > 0.5 * fast.valid.numel()
+
+
+def test_crop_keeps_the_coarse_maps_aligned(sequence):
+    b = warp_references(sequence[4:7:2], sequence[5].T_world_cam, SMALL, k=2)
+    c = b.crop(8, 12, 32, 40)
+    assert c.colour.shape[-2:] == (32, 40) and c.geometry.shape[-2:] == (8, 10)
+    assert torch.equal(c.geometry, b.geometry[..., 2:10, 3:13])
+    with pytest.raises(ValueError):
+        b.crop(2, 0, 32, 40)
 
 
 def test_ssim_map_matches_scikit_image():
@@ -207,8 +245,12 @@ def test_missing_corrupt_foreign_and_newer_checkpoints_fail_clearly(model_file, 
     newer = tmp_path / "newer.pt"
     torch.save(payload, newer)
     _expect_load_error(newer, "version 99")
-    payload["version"] = 1
-    payload["state_dict"] = {k: v[..., :1] for k, v in payload["state_dict"].items()}
+    payload["version"] = 1  # the first model (four slots, bilinear warps): not readable any more
+    older = tmp_path / "older.pt"
+    torch.save(payload, older)
+    _expect_load_error(older, "version 1; this code reads version 2")
+    payload["version"] = CHECKPOINT_VERSION
+    payload["state_dict"] = {k: v[..., :1] if v.dim() else v for k, v in payload["state_dict"].items()}
     mismatched = tmp_path / "mismatched.pt"
     torch.save(payload, mismatched)
     _expect_load_error(mismatched, "does not match")
@@ -320,3 +362,21 @@ def test_tap_convolution_equals_conv2d():
     ref.load_state_dict(tap.state_dict())
     x = torch.randn(2, 5, 9, 13)
     torch.testing.assert_close(tap(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_learned_backend_gets_as_many_references_as_its_model_has_slots(model_file, sequence):
+    from worldfm_ros.core.memory import MemoryConfig
+    from worldfm_ros.core.renderers import make_renderer
+    from worldfm_ros.core.world_service import WorldService, WorldServiceConfig
+
+    renderer = make_renderer("learned", "cpu", model_path=str(model_file))  # two slots
+    config = WorldServiceConfig(backend="learned", memory=MemoryConfig(insertion="pose", retrieval_k=1),
+                                keyframe_width=80, keyframe_height=60)
+    world = WorldService(config, renderer=renderer)
+    for f in sequence[:5] + sequence[6:]:
+        world.ingest(Keyframe(f.colour, f.depth, f.intrinsics, f.T_world_cam, f.stamp))
+    assert len(world) >= 3
+    assert world.references_per_view() == 2
+    assert world.references_per_view(make_renderer("geometric", "cpu")) == 1
+    out = world.render(sequence[5].T_world_cam, SMALL)
+    assert len(out.result.reference_ids) == 2

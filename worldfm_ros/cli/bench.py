@@ -81,13 +81,14 @@ def bench_render(world: WorldService, targets: list[np.ndarray], camera: Intrins
         K = camera.resized(width, height)
         for name in backends:
             renderer = make_renderer(name, device)
-            refs_per_target = [world.retrieve(T, K) for T in targets]
+            k = world.references_per_view(renderer)
+            refs_per_target = [world.retrieve(T, K, k) for T in targets]
             renderer.render(refs_per_target[0], targets[0][None], K)  # warm-up (allocations, caches)
             ms, cpu_ms = [], []
             for _ in range(repeats):
                 for T in targets:
                     t0, c0 = time.perf_counter(), time.process_time()
-                    refs = world.retrieve(T, K)
+                    refs = world.retrieve(T, K, k)
                     renderer.render(refs, T[None], K)
                     ms.append((time.perf_counter() - t0) * 1e3)
                     cpu_ms.append((time.process_time() - c0) * 1e3)

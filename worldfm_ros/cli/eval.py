@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet-rows", type=int, default=6, help="targets shown on the contact sheet")
     p.add_argument("--scale", type=float, default=0.5, help="image scale of the protocol (0.5: 640x480 -> 320x240)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--k", type=int, default=4, help="references per view")
+    p.add_argument("--k", type=int, default=4, help="references per view (retrieval.k; a learned model with more slots gets as many as it has)")
     p.add_argument("--retrieval", default="coverage", choices=RETRIEVAL_MODES, help="reference ranking")
     p.add_argument("--insertion", default="parallax", choices=INSERTION_POLICIES, help="keyframe insertion policy")
     p.add_argument("--max-parallax", type=float, default=0.01,
@@ -80,6 +80,7 @@ def main(argv=None) -> int:
             ingest=world.ingest,
             retrieve=world.retrieve,
             keyframe_count=lambda: len(world),
+            retrieval_k=args.k,
             sheet_targets=args.sheet_rows if args.sheet else 0,
             progress=(lambda it, **kw: it) if args.quiet else (lambda it, **kw: tqdm(it, file=sys.stderr, **kw)),
         )

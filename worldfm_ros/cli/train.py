@@ -7,7 +7,7 @@ From scratch on synthetic worlds generated on the fly (how the shipped model was
 Per-site fine-tuning from a robot's own posed RGB-D logs (world file or 7-Scenes/TUM folder;
 the leave-out protocol's targets are excluded unless --include-eval-targets)::
 
-    worldfm-train --init worldfm_ros/models/learned_v1.pt --data site.world --format world \
+    worldfm-train --init worldfm_ros/models/learned_v2.pt --data site.world --format world \
         --minutes 30 --out runs/site --export site_model.pt
 
 Writes ``OUT/last.pt`` (resumable; rerunning the same command continues), ``best.pt``,
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", type=Path, help="copy the final weights (OUT/model.pt) here")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--k", type=int, default=4, help="reference slots of a fresh model")
+    p.add_argument("--k", type=int, default=8, help="reference slots of a fresh model")
     p.add_argument("--ref-channels", type=int, default=16, help="per-reference feature width of a fresh model")
     p.add_argument("--widths", type=int, nargs=4, default=(16, 24, 32, 48), help="U-Net widths of a fresh model")
     p.add_argument("--refine-channels", type=int, default=12,

@@ -18,7 +18,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from worldfm_ros.core.keyframe import Keyframe
-from worldfm_ros.core.renderers.base import Renderer
+from worldfm_ros.core.renderers.base import Renderer, references_per_view
 
 #: Position ``i`` in the sorted frame list is a target when ``i % TARGET_PERIOD == TARGET_PHASE``.
 TARGET_PERIOD = 10
@@ -89,8 +89,9 @@ def evaluate(
     frames: Sequence,
     backends: Mapping[str, Renderer],
     ingest: Callable[[Keyframe], object],
-    retrieve: Callable[[np.ndarray, object], list[Keyframe]],
+    retrieve: Callable[[np.ndarray, object, int], list[Keyframe]],
     keyframe_count: Callable[[], int],
+    retrieval_k: int = 4,
     sheet_targets: int = 0,
     progress: Optional[Callable[[Iterable], Iterable]] = None,
 ) -> EvaluationRun:
@@ -100,7 +101,10 @@ def evaluate(
         frames: index-sorted frames at the evaluation resolution.
         backends: renderer per backend name, rendered side by side on the same memory.
         ingest: feeds one memory frame through the insertion policy.
-        retrieve: ``(T_world_cam, intrinsics) -> references`` (the node's retrieval).
+        retrieve: ``(T_world_cam, intrinsics, k) -> references`` (the node's retrieval);
+            ``k`` per backend is :func:`references_per_view` of its renderer and
+            ``retrieval_k``.
+        retrieval_k: the memory's references per view.
         keyframe_count: number of keyframes the memory holds.
         sheet_targets: how many targets (evenly spread) to keep renders of.
         progress: e.g. ``tqdm``; wraps the loops.
@@ -116,7 +120,7 @@ def evaluate(
         row = [target.colour]
         for name, renderer in backends.items():
             t0 = time.perf_counter()
-            refs = retrieve(target.T_world_cam, target.intrinsics)
+            refs = retrieve(target.T_world_cam, target.intrinsics, references_per_view(renderer, retrieval_k))
             result = renderer.render(refs, target.T_world_cam[None], target.intrinsics)
             ms = (time.perf_counter() - t0) * 1e3
             rgb = result.rgb[0]

@@ -37,7 +37,7 @@ from worldfm_ros.core.image_ops import downscale_rgbd
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig, depth_samples
 from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
-from worldfm_ros.core.renderers.base import Renderer, RenderResult
+from worldfm_ros.core.renderers.base import Renderer, RenderResult, references_per_view
 
 _log = logging.getLogger(__name__)
 
@@ -317,10 +317,15 @@ class WorldService:
         result = self.renderer.render(references, T, intrinsics)
         return RenderOutput(result=result, render_ms=(time.perf_counter() - t0) * 1e3)
 
+    def references_per_view(self, renderer: Optional[Renderer] = None) -> int:
+        """References retrieved per view for ``renderer`` (default: this service's)."""
+        return references_per_view(renderer or self.renderer, self.memory.config.retrieval_k)
+
     def _references(self, T: np.ndarray, intrinsics: Intrinsics) -> list[Keyframe]:
         chosen: dict[int, Keyframe] = {}
+        k = self.references_per_view()
         for pose in T:
-            for keyframe in self.memory.retrieve(pose, intrinsics):
+            for keyframe in self.memory.retrieve(pose, intrinsics, k):
                 chosen.setdefault(keyframe.id, keyframe)
         return list(chosen.values())
 

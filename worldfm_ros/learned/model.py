@@ -1,46 +1,64 @@
 """The frame model: K warped references + target geometry -> target colour.
 
-Design (``FrameModel``): per-reference blend weights plus a hole fill and a residual.
+Design (``FrameModel``, checkpoint version 2): per-reference blend weights with a sub-pixel
+sharpness prior, plus a hole fill, a residual and a full-resolution refinement.
 
 * Inputs (:class:`worldfm_ros.learned.warp.WarpBundle`): per reference the colour inverse-warped
-  through the splatted target depth, its visibility, depth disagreement, ray angle, scale
-  change and the Plücker coordinates of the target rays in that reference's frame; for the
-  target its inverse depth, coverage and unit ray directions.
-* Everything heavy runs at **half resolution**: a shared per-reference encoder (1x1 convs),
-  a visibility-weighted mean and a max over references (order-invariant, works for any
-  number of valid references), and a small U-Net on the pooled features (three scales).
-* Heads: one logit per reference (from its features and the U-Net context), a *fill* logit,
-  a fill colour and a residual colour. The maps are upsampled to full resolution, reference
-  logits are masked by full-resolution visibility, and
+  (bicubic) through the splatted target depth, its visibility, its sub-pixel *phase*, depth
+  disagreement, ray angle, scale change and the Plücker coordinates of the target rays in
+  that reference's frame; for the target its inverse depth, coverage and unit ray directions.
+* K = 8 references (the node retrieves as many as the model has slots).
+* Everything heavy runs at **quarter resolution** (every 4th pixel): a shared per-reference
+  encoder (1x1 convolutions; the target maps enter through their own weights, computed once
+  and broadcast), a visibility-weighted mean and a max over references (order-invariant,
+  works for any number of valid references), and a small U-Net (three scales).
+* Heads: per reference a blend logit and a gate on the phase prior, a *fill* logit, a fill
+  colour and a residual colour. The maps are upsampled to full resolution, and
 
-      rgb = sum_k softmax_k * warped_k + softmax_fill * fill + residual
+      logit_k = head_k - gate_k * phase_k + min_j(gate_j * phase_j)   (usable references)
+      rgb = sum_k softmax_k * warped_k + softmax_fill * fill + residual (+ refinement)
 
-  so covered pixels keep the full-resolution detail of the warped references, while holes
-  are painted from context and seams/exposure differences are corrected by the residual.
+  ``phase_k`` (full resolution) is how far the sample lies from the reference's nearest pixel
+  centre: a sample on a centre is that pixel, one between centres is an interpolation, i.e.
+  blurred. Covered pixels keep the full-resolution detail of the warped references; holes are
+  painted from context; seams and exposure differences are corrected by the residual.
 
 Why this design: the budget is <= 60 ms per 320x240 view on two CPU cores end to end, and the
 training budget about an hour of CPU. A network that regenerates the image (an encoder-decoder
-producing RGB) has to learn texture copying and cannot keep full-resolution detail at
-half-resolution cost; a blend-weight network starts as the plain blend of the warped
-references (its heads are initialised near zero), so it is useful after minutes of training
-and never loses sharpness. What was tried (redkitchen_a, leave-out protocol, 320x240; the
-memory policy changed while this was built, so each line names its keyframe count):
+producing RGB) has to learn texture copying and cannot keep full-resolution detail at coarse
+cost; a blend-weight network starts as a blend of the warped references (its heads are
+initialised near zero), so it is useful after minutes of training and never loses sharpness.
 
-* Inputs without depth fill (splat only, grey holes), untrained (= uniform blend): 21.11 dB
-  (63 keyframes). Adding the push-pull target-depth fill and "plausible" samples: 23.66 dB
-  (same memory): +2.5 dB from geometry alone, no learning.
-* Hand-made "nearest reference first" blend on the same inputs: 25.79 dB: which reference to
-  trust matters more than averaging, hence learned per-reference weights.
-* The blend-weight network trained 10 min on synthetic worlds: 25.02 dB (63 keyframes),
-  28.85 dB / SSIM 0.879 (195 keyframes, parallax insertion; geometric 25.81 / 0.854); trained
-  8 min on redkitchen's own memory frames instead: 26.37 dB (63) / 27.73 dB (105).
-* Speed: geometry features computed at full resolution and pooled cost 37 ms per forward
-  (one thread); computed directly at half resolution 20 ms. The one-channel 3x3 reference head
-  as tap sums (:class:`_TapConv3x3`): 24 ms -> 0.8 ms for that layer. Tried and dropped:
-  1x1 convolutions as matrix products with weights split so shared inputs are not copied
-  per reference (37 ms against 25 ms CPU time, slower), TorchScript freezing (no change).
-* The full-resolution refinement (``refine_channels``) costs ~4 ms; it was added together with
-  a change of the memory policy, so there is no clean A/B figure for it.
+What was tried (leave-out protocol, 320x240, ``worldfm-eval`` or the same memory in a script;
+"synthetic" = exported exact sequences of unseen worlds 3 / 7 / 11 / 23, geometric renderer
+30.68 / 36.47 / 34.79 / 34.43 dB):
+
+* Version 1 (K = 4, bilinear warps, half-resolution network, L1 + SSIM loss): redkitchen
+  28.89 dB (geometric 26.01), synthetic only +0.25 to +0.50 dB over geometric. Its untrained
+  blend already scored 28.72 dB on redkitchen: training hardly helped.
+* Where the synthetic error is: 5 % of the pixels (texture edges) hold 57-76 % of the squared
+  error. Oracles with the *true* target depth: bilinear mean of the 4 references 37.16 /
+  30.96 dB (seeds 7 / 3), bicubic 38.11 / 32.05 dB: the depth is not the problem (the splatted
+  depth loses 0.1 dB), interpolation blur is: bicubic +1.0 dB.
+* A least-squares 5x5 sharpening filter on the bicubic blend: +0.1 dB. A 4-layer
+  full-resolution CNN on it: +0.00 dB with an L1 loss after 7,000 steps (L1's optimum, the
+  median, ignores the few large edge errors that decide PSNR), +0.4 dB with MSE: hence the
+  MSE-dominated loss (``training.loss_fn``).
+* More references and the phase prior (hand-set weights, no learning), seed 3 / 7 / 11 / 23:
+  mean of 8 bicubic warps 32.35 / 38.28 / 36.63 / 36.46 dB, weighted by exp(-phase / 0.1)
+  **32.97 / 38.83 / 37.33 / 37.11 dB** (+2.3 to +2.7 dB over geometric). The geometric
+  renderer gains nothing from 8 references (30.70 against 30.68 dB on seed 3).
+* On redkitchen (misregistered colour and depth) the same prior costs 0.2 dB and 8 uniformly
+  blended references lose 1.7 dB against 4 (27.15 against 28.83 dB, untrained): there, the
+  nearest references should dominate and samples should be averaged. Hence a *learned* gate
+  on the prior and learned per-reference logits, trained on synthetic worlds with and
+  without a simulated sensor.
+* Speed (one thread, 320x240, K = 8): the version-1 network at K = 8 took 72 ms per forward;
+  splitting the first layers (shared target maps computed once, no per-reference copies of
+  the context) 56 ms; quarter instead of half resolution 28-35 ms (the per-reference 1x1
+  layers are memory-bound: 20 MB per layer at half resolution). The 1-channel 3x3 heads as
+  tap sums (:class:`_TapConv3x3`; 24 ms -> 0.8 ms in version 1). Tried and dropped: 1x1
+  convolutions as batched matrix products (slower: torch copies the broadcast operand).
 
 Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) are plain ``torch.save``
 dictionaries with a ``format`` tag and ``version``; loading checks both and raises
@@ -60,14 +78,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from worldfm_ros.core.errors import ModelLoadError
-from worldfm_ros.learned.warp import GEOMETRY_CHANNELS, TARGET_CHANNELS, WarpBundle
+from worldfm_ros.learned.warp import COARSE_STRIDE, GEOMETRY_CHANNELS, TARGET_CHANNELS, WarpBundle
 
 #: ``format`` tag every checkpoint carries.
 CHECKPOINT_FORMAT = "worldfm_ros.learned.FrameModel"
 #: Checkpoint layout version this code reads and writes.
-CHECKPOINT_VERSION = 1
-#: Spatial sizes are padded to a multiple of this (half resolution + three U-Net scales).
-SIZE_MULTIPLE = 16
+CHECKPOINT_VERSION = 2
+#: The network's working resolution: every ``WORK_STRIDE``-th pixel of the target. Quarter
+#: resolution: per-reference features of eight references at half resolution moved 20 MB per
+#: layer (memory-bound, 56 ms per forward on one thread), at quarter resolution a fourth.
+WORK_STRIDE = COARSE_STRIDE
+#: Working-resolution maps are padded to a multiple of this (three U-Net scales).
+UNET_MULTIPLE = 8
 
 
 @dataclass(frozen=True)
@@ -81,13 +103,16 @@ class ModelConfig:
         residual_scale: the residual colour is ``residual_scale * tanh(.)``.
         refine_channels: width of the full-resolution refinement (two 3x3 convolutions on
             the blended colour and the blend's peak weight, adding a detail residual); 0 = off.
+        phase_log_scale: initial log weight of the references' sub-pixel phase in the blend
+            logits (learned).
     """
 
-    k: int = 4
+    k: int = 8
     ref_channels: int = 16
     widths: tuple = (16, 24, 32, 48)
     residual_scale: float = 0.25
     refine_channels: int = 12
+    phase_log_scale: float = 2.3
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -111,7 +136,9 @@ class _TapConv3x3(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         co, ci = self.weight.shape[:2]
-        taps = F.conv2d(x, self.weight.permute(2, 3, 0, 1).reshape(9 * co, ci, 1, 1))  # [B, 9co, H, W]
+        B, _, H, W = x.shape
+        taps = torch.matmul(self.weight.permute(2, 3, 0, 1).reshape(9 * co, ci), x.reshape(B, ci, H * W))
+        taps = taps.view(B, 9 * co, H, W)  # the tap responses (a 1x1 convolution as a matrix product)
         taps = F.pad(taps, (1, 1, 1, 1))
         H, W = x.shape[-2:]
         out = self.bias.view(1, -1, 1, 1).expand(x.shape[0], co, H, W)
@@ -157,17 +184,29 @@ class FrameModel(nn.Module):
         super().__init__()
         self.config = config
         c = config.ref_channels
-        per_ref_in = 3 + 2 + GEOMETRY_CHANNELS + TARGET_CHANNELS
-        self.ref_encoder = nn.Sequential(_conv(per_ref_in, c, 1), _conv(c, c, 1))
-        self.unet = _UNet(2 * c + TARGET_CHANNELS, config.widths)
         w0 = config.widths[0]
-        self.ref_head = nn.Sequential(_conv(c + w0, c, 1), _TapConv3x3(c, 1))
+        # Per-reference encoder. Its first layer is split into the part that sees the
+        # reference (``ref_in``) and the part that sees the shared target maps (``target_in``),
+        # computed once and broadcast over the K references: the same function as one 1x1
+        # convolution of the concatenation, without K copies of the target maps.
+        self.ref_in = nn.Conv2d(3 + 2 + GEOMETRY_CHANNELS + 1, c, 1)  # + disagreement with the others
+        self.target_in = nn.Conv2d(TARGET_CHANNELS + 1, c, 1, bias=False)  # + spread among references
+        self.ref_mid = nn.Conv2d(c, c, 1)
+        self.unet = _UNet(2 * c + TARGET_CHANNELS + 1, config.widths)
+        # Per reference: a blend logit and a gate on the sub-pixel phase prior (see forward);
+        # first layer split likewise (reference features + broadcast context).
+        self.head_ref = nn.Conv2d(c, c, 1)
+        self.head_ctx = nn.Conv2d(w0, c, 1, bias=False)
+        self.head_out = _TapConv3x3(c, 2)
         self.fill_head = nn.Conv2d(w0, 1 + 3 + 3, 3, padding=1)  # fill logit, fill rgb, residual rgb
+        # log of the weight of the sub-pixel phase in the blend logits; exp(2.3) = 10, i.e. a
+        # sample half a pixel off-centre in both axes counts e^-5 of one on a centre.
+        self.phase_scale = nn.Parameter(torch.tensor(float(config.phase_log_scale)))
         r = config.refine_channels
         self.refine = nn.Sequential(_conv(4, r), nn.Conv2d(r, 3, 3, padding=1)) if r else None
-        with torch.no_grad():  # start (almost) as the plain visibility-weighted blend
+        with torch.no_grad():  # start (almost) as the phase-weighted blend
             # Tiny, not zero, head weights: Adam then moves every layer from the first step.
-            for head in (self.ref_head[-1], self.fill_head):
+            for head in (self.head_out, self.fill_head):
                 head.weight.normal_(0.0, 1e-4)
                 head.bias.zero_()
             self.fill_head.bias[0] = -6.0
@@ -186,43 +225,68 @@ class FrameModel(nn.Module):
         B, K, _, H, W = colour.shape
         if K != self.k:
             raise ValueError(f"model has {self.k} reference slots, bundle has {K}")
-        ph, pw = (-H) % SIZE_MULTIPLE, (-W) % SIZE_MULTIPLE
+        s = WORK_STRIDE
+        # Samples cover pixels 0, s, 2s, ...; one more than ceil(H / s) when needed so that the
+        # last sample lies at or beyond the last pixel (no padding at full resolution).
+        h, w = -(-(H - 1) // s) + 1, -(-(W - 1) // s) + 1
+        hp, wp = h + (-h) % UNET_MULTIPLE, w + (-w) % UNET_MULTIPLE
 
-        def pooled(x: torch.Tensor) -> torch.Tensor:  # [B, K, C, H, W] -> [B*K, C, h, w]
-            x = x.reshape(B * K, -1, H, W)
-            if ph or pw:
-                x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-            return F.avg_pool2d(x, 2)
+        def half(x: torch.Tensor, even: bool = True) -> torch.Tensor:
+            """Samples at every ``s``-th pixel: of ``[..., C, H, W]`` full-resolution maps
+            (``even``) or the warp's coarse maps (already sampled there) -> ``[N, C, hp, wp]``,
+            padded to the U-Net's size multiple."""
+            x = x[..., ::s, ::s] if even else x
+            x = x.reshape(-1, *x.shape[-3:])
+            if (hp, wp) != x.shape[-2:]:
+                x = F.pad(x, (0, wp - x.shape[-1], 0, hp - x.shape[-2]), mode="replicate")
+            return x
 
-        # Pool first, concatenate at half resolution (4x less copying than the other way round).
-        per_ref = torch.cat([pooled(colour), pooled(usable), pooled(bundle.valid)], dim=1)  # [B*K, 5, h, w]
-        h, w = per_ref.shape[-2:]
-        geometry, target_h = bundle.geometry, bundle.target  # half resolution
-        gh, gw = geometry.shape[-2:]
-        if (gh, gw) != (h, w):
-            geometry = F.pad(geometry.reshape(B * K, -1, gh, gw), (0, w - gw, 0, h - gh), mode="replicate")
-            target_h = F.pad(target_h, (0, w - gw, 0, h - gh), mode="replicate")
-        geometry = geometry.reshape(B * K, -1, h, w)
-        v_h = per_ref[:, 3:4]
-        rgb_h = per_ref[:, :3] / v_h.clamp_min(1e-3)  # mean colour of the usable samples
-        glob = target_h.unsqueeze(1).expand(B, K, -1, h, w).reshape(B * K, -1, h, w)
-        feats = self.ref_encoder(torch.cat([rgb_h, per_ref[:, 3:], geometry, glob], dim=1))  # [B*K, c, h, w]
-        c = feats.shape[1]
-        f5 = feats.view(B, K, c, h, w)
-        v5 = v_h.view(B, K, 1, h, w)
+        v_h = half(bundle.valid)  # [B*K, 1, hp, wp]
+        u_h = half(usable)
+        col_h = half(colour)
+        # Consensus: how far each reference's colour is from the mean of the usable ones. Exact
+        # references agree up to interpolation; misregistered ones (a real RGB-D rig, pose
+        # drift between visits) disagree, and then the nearest references should dominate and
+        # samples be averaged rather than picked by their sub-pixel phase.
+        u5 = u_h.view(B, K, 1, hp, wp)
+        n = u5.sum(1).clamp_min(1.0)
+        mean_rgb = (col_h.view(B, K, 3, hp, wp) * u5).sum(1, keepdim=True) / n[:, None]
+        dev = (col_h.view(B, K, 3, hp, wp) - mean_rgb).abs().sum(2, keepdim=True) * u5 * 4.0  # [B, K, 1, hp, wp]
+        spread = dev.sum(1) / n  # [B, 1, hp, wp]
+        per_ref = torch.cat([col_h, u_h, v_h, half(bundle.geometry, even=False), dev.view(B * K, 1, hp, wp)], dim=1)
+        target_h = torch.cat([half(bundle.target, even=False), spread], dim=1)  # [B, 7, hp, wp]
+        c = self.config.ref_channels
+        feats = self.ref_in(per_ref).view(B, K, c, hp, wp) + self.target_in(target_h)[:, None]
+        feats = F.relu(self.ref_mid(F.relu(feats).view(B * K, c, hp, wp)))  # [B*K, c, hp, wp]
+        f5 = feats.view(B, K, c, hp, wp)
+        v5 = v_h.view(B, K, 1, hp, wp)
         mean = (f5 * v5).sum(1) / v5.sum(1).clamp_min(1e-3)
         mx = (f5 * v5).amax(1)
-        ctx = self.unet(torch.cat([mean, mx, target_h], dim=1))  # [B, w0, h, w]
-        ctx_k = ctx.unsqueeze(1).expand(B, K, -1, h, w).reshape(B * K, -1, h, w)
-        ref_logits = self.ref_head(torch.cat([feats, ctx_k], dim=1)).view(B, K, h, w)
-        fill = self.fill_head(ctx)  # [B, 7, h, w]
-        maps = torch.cat([ref_logits, fill], dim=1)
-        maps = F.interpolate(maps, scale_factor=2, mode="bilinear", align_corners=False)[..., :H, :W]
-        logits = torch.where(usable[:, :, 0] > 0, maps[:, :K], torch.full_like(maps[:, :K], -30.0))
-        weights = torch.softmax(torch.cat([logits, maps[:, K:K + 1]], dim=1), dim=1)  # [B, K+1, H, W]
-        fill_rgb = torch.sigmoid(maps[:, K + 1:K + 4])
-        residual = self.config.residual_scale * torch.tanh(maps[:, K + 4:K + 7])
-        rgb = torch.einsum("bkhw,bkchw->bchw", weights[:, :K], colour) + weights[:, K:K + 1] * fill_rgb + residual
+        ctx = self.unet(torch.cat([mean, mx, target_h], dim=1))  # [B, w0, hp, wp]
+        z = F.relu(self.head_ref(feats).view(B, K, c, hp, wp) + self.head_ctx(ctx)[:, None])
+        heads = self.head_out(z.view(B * K, c, hp, wp)).view(B, K, 2, hp, wp)
+        fill = self.fill_head(ctx)  # [B, 7, hp, wp]
+        maps = torch.cat([heads[:, :, 0], heads[:, :, 1], fill], dim=1)
+        # Samples -> full resolution (align_corners: sample i sits at pixel s * i).
+        maps = F.interpolate(maps, size=(s * (hp - 1) + 1, s * (wp - 1) + 1), mode="bilinear",
+                             align_corners=True)[..., :H, :W]
+        # Sharpness prior at full resolution: a sample near a reference pixel centre is nearly
+        # that pixel, one between centres is an interpolation (blurred); the phase varies from
+        # pixel to pixel, which the coarse logits cannot express. How much to trust
+        # it is gated per reference and place (exact references: much; misregistered ones,
+        # whose blend should rather average: little).
+        # The penalty is relative to the best usable reference at the pixel, so the prior
+        # only ranks references and never shifts weight to the hole fill.
+        unusable = usable[:, :, 0] <= 0
+        penalty = (self.phase_scale + maps[:, K:2 * K]).clamp(-10.0, 5.0).exp() * bundle.phase[:, :, 0]
+        best = penalty.masked_fill(unusable, 1e4).amin(1, keepdim=True)
+        logits = (maps[:, :K] - penalty + best).masked_fill_(unusable, -30.0)
+        weights = torch.softmax(torch.cat([logits, maps[:, 2 * K:2 * K + 1]], dim=1), dim=1)  # [B, K+1, H, W]
+        fill_rgb = torch.sigmoid(maps[:, 2 * K + 1:2 * K + 4])
+        residual = self.config.residual_scale * torch.tanh(maps[:, 2 * K + 4:2 * K + 7])
+        rgb = torch.addcmul(residual, weights[:, K:K + 1], fill_rgb)
+        for i in range(K):  # in place, slot by slot: no [B, K, 3, H, W] temporary
+            rgb.addcmul_(weights[:, i:i + 1], colour[:, i])
         if self.refine is not None:
             peak = weights[:, :K].amax(1, keepdim=True)  # how much one reference dominates
             rgb = rgb + self.refine(torch.cat([rgb, peak], dim=1))

@@ -39,7 +39,7 @@ from worldfm_ros.learned.data import (
 )
 from worldfm_ros.core.evaluation import is_target
 from worldfm_ros.learned.model import FrameModel, ModelConfig, load_checkpoint, read_checkpoint, save_checkpoint
-from worldfm_ros.learned.warp import WarpBundle
+from worldfm_ros.learned.warp import COARSE_STRIDE, WarpBundle
 
 LOG_FIELDS = ("step", "elapsed_s", "loss", "lr", "val_psnr", "val_ssim", "val_blend_psnr", "val_blend_ssim")
 
@@ -108,8 +108,13 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``L1 + 0.2 * (1 - SSIM)``, means over the batch."""
-    return (pred - target).abs().mean() + 0.2 * (1.0 - ssim_map(pred, target).mean())
+    """``20 MSE + 0.1 (1 - SSIM)``, means over the batch.
+
+    Squared error, not L1: PSNR is decided by the few pixels with large errors (on synthetic
+    worlds 5 % of the pixels, at texture edges, hold 57-76 % of the squared error), and L1's
+    optimum, the median, ignores them: a full-resolution refinement trained with L1 on
+    blends of warped references learned nothing in 7,000 steps (+0.00 dB), with MSE +0.4 dB."""
+    return 20.0 * ((pred - target) ** 2).mean() + 0.1 * (1.0 - ssim_map(pred, target).mean())
 
 
 def psnr_t(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -171,7 +176,8 @@ class Sources:
         if self.pool is not None:
             for n in range(self.config.val_scenes):
                 seed = VALIDATION_SEED_BASE + n
-                probe = synthetic_scene(seed, sensor_strength=0.7)
+                # Alternately a simulated sensor and exact frames: the model must serve both.
+                probe = synthetic_scene(seed, sensor_strength=0.7 if n % 2 == 0 else 0.0)
                 held = [i for i in range(len(probe.frames)) if is_target(i)]
                 scene = Scene.build(probe.frames, probe.name, held)
                 samples += protocol_samples(scene, self.k, memories=(0, 1))  # node default + sparse
@@ -187,8 +193,9 @@ def _crop(sample: Sample, crop, rng: np.random.Generator) -> Sample:
     if ch >= H and cw >= W:
         return sample
     ch, cw = min(ch, H), min(cw, W)
-    y0 = 2 * int(rng.integers(0, (H - ch) // 2 + 1))  # even: half-resolution maps stay aligned
-    x0 = 2 * int(rng.integers(0, (W - cw) // 2 + 1))
+    s = COARSE_STRIDE  # offsets on the coarse grid: the coarse maps stay aligned
+    y0 = s * int(rng.integers(0, (H - ch) // s + 1))
+    x0 = s * int(rng.integers(0, (W - cw) // s + 1))
     return sample.crop(y0, x0, ch, cw)
 
 
@@ -226,7 +233,7 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
     ok = np.isfinite(loss)
     ax[0].plot(step[ok], loss[ok], lw=0.8)
     ax[0].set_xlabel("step")
-    ax[0].set_ylabel("training loss (L1 + 0.2(1-SSIM))")
+    ax[0].set_ylabel("training loss (20 MSE + 0.1(1-SSIM))")
     ax[0].set_yscale("log")
     val = [(float(r["step"]), float(r["val_psnr"]), float(r["val_blend_psnr"])) for r in rows if r["val_psnr"]]
     if val:

@@ -149,7 +149,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("keyframe.width", 320, int, "Keyframes are stored downscaled to fit this width [px]", 16, MAX_RENDER_SIDE),
     ParamSpec("keyframe.height", 240, int, "Keyframes are stored downscaled to fit this height [px]", 16, MAX_RENDER_SIDE),
     ParamSpec("memory.max_keyframes", 5000, int, "Keyframes kept; the most redundant is evicted beyond it", 1, 1_000_000),
-    ParamSpec("retrieval.k", 4, int, "Reference keyframes used per rendered view", 1, 32),
+    ParamSpec("retrieval.k", 4, int, "Reference keyframes used per rendered view (the learned backend "
+              "retrieves at least as many as its model has slots: 8)", 1, 32),
     ParamSpec("backend_fallback", True, bool,
               "Fall back to the geometric backend on cpu when the requested backend or device cannot be set up"),
     ParamSpec("model_path", "", str, "Checkpoint of the learned backend; empty = the shipped default"),

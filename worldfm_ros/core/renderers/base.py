@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -31,7 +31,11 @@ class RenderResult:
 
 
 class Renderer(Protocol):
-    """Render ``B`` target views from reference keyframes."""
+    """Render ``B`` target views from reference keyframes.
+
+    A renderer may also set ``references_per_view`` (int): the number of references per view
+    it is built for (the learned model's slots); see :func:`references_per_view`.
+    """
 
     name: str
 
@@ -41,3 +45,11 @@ class Renderer(Protocol):
         T_world_cam: np.ndarray,  # [B, 4, 4] target camera optical poses
         intrinsics: Intrinsics,  # shared by all targets; gives the output size
     ) -> RenderResult: ...
+
+
+def references_per_view(renderer: object, retrieval_k: int) -> int:
+    """References to retrieve per view for ``renderer``: the memory's ``retrieval_k``, raised
+    to the renderer's ``references_per_view`` when it declares more (a learned model with
+    eight slots gets eight references even when the node's ``retrieval.k`` is 4)."""
+    wanted: Optional[int] = getattr(renderer, "references_per_view", None)
+    return max(int(retrieval_k), int(wanted)) if wanted else int(retrieval_k)

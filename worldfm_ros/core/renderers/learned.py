@@ -25,7 +25,7 @@ from worldfm_ros.core.pose import validate_pose_matrix
 from worldfm_ros.core.renderers.base import RenderResult
 
 #: The shipped checkpoint, loaded when no ``model_path`` is given.
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "learned_v1.pt"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "learned_v2.pt"
 
 
 class LearnedRenderer:
@@ -48,6 +48,8 @@ class LearnedRenderer:
         self.model_path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
         self.model, payload = load_checkpoint(self.model_path, self.device)
         self.k = self.model.k
+        #: The model's reference slots: the node retrieves this many references per view.
+        self.references_per_view = self.k
         self.checkpoint_info = dict(payload.get("extra", {}).get("validation", {}))
 
     def render(
