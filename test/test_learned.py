@@ -380,3 +380,18 @@ def test_learned_backend_gets_as_many_references_as_its_model_has_slots(model_fi
     assert world.references_per_view(make_renderer("geometric", "cpu")) == 1
     out = world.render(sequence[5].T_world_cam, SMALL)
     assert len(out.result.reference_ids) == 2
+
+
+def test_cpu_warp_gives_the_same_bytes_on_one_or_two_threads(sequence):
+    target = sequence[5]
+    refs = sequence[1:5] + sequence[6:10]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = warp_references(refs, target.T_world_cam, SMALL, k=8)
+        torch.set_num_threads(2)
+        two = warp_references(refs, target.T_world_cam, SMALL, k=8)
+    finally:
+        torch.set_num_threads(before)
+    for name in ("colour", "valid", "plausible", "geometry", "target", "depth", "phase"):
+        assert torch.equal(getattr(one, name), getattr(two, name)), name

@@ -189,7 +189,8 @@ class FrameModel(nn.Module):
         # reference (``ref_in``) and the part that sees the shared target maps (``target_in``),
         # computed once and broadcast over the K references: the same function as one 1x1
         # convolution of the concatenation, without K copies of the target maps.
-        self.ref_in = nn.Conv2d(3 + 2 + GEOMETRY_CHANNELS + 1, c, 1)  # + disagreement with the others
+        # + disagreement with the others, + pose distance beyond the nearest reference's
+        self.ref_in = nn.Conv2d(3 + 2 + GEOMETRY_CHANNELS + 2, c, 1)
         self.target_in = nn.Conv2d(TARGET_CHANNELS + 1, c, 1, bias=False)  # + spread among references
         self.ref_mid = nn.Conv2d(c, c, 1)
         self.unet = _UNet(2 * c + TARGET_CHANNELS + 1, config.widths)
@@ -253,7 +254,16 @@ class FrameModel(nn.Module):
         mean_rgb = (col_h.view(B, K, 3, hp, wp) * u5).sum(1, keepdim=True) / n[:, None]
         dev = (col_h.view(B, K, 3, hp, wp) - mean_rgb).abs().sum(2, keepdim=True) * u5 * 4.0  # [B, K, 1, hp, wp]
         spread = dev.sum(1) / n  # [B, 1, hp, wp]
-        per_ref = torch.cat([col_h, u_h, v_h, half(bundle.geometry, even=False), dev.view(B * K, 1, hp, wp)], dim=1)
+        geometry = half(bundle.geometry, even=False)  # [B*K, 11, hp, wp]
+        # How much farther (metres / 0.3 + degrees of rotation / 20, like the memory's ranking) this
+        # reference is than the nearest one: on real rigs the nearest references should
+        # dominate (redkitchen: weighting 8 references by exp(-20 distance) 29.10 dB against
+        # 27.15 for their mean), on exact worlds all of them help (32.35 against 31.55).
+        score = (geometry[:, 9, 0, 0] * (0.1 / 0.3) + geometry[:, 10, 0, 0] * (0.1 * 57.29578 / 20.0)).view(B, K)
+        present = u_h.view(B, K, -1).amax(2) > 0
+        nearest = score.masked_fill(~present, 1e4).amin(1, keepdim=True)
+        farther = ((score - nearest).clamp(0.0, 3.0) * present).view(B * K, 1, 1, 1).expand(B * K, 1, hp, wp)
+        per_ref = torch.cat([col_h, u_h, v_h, geometry, dev.view(B * K, 1, hp, wp), farther], dim=1)
         target_h = torch.cat([half(bundle.target, even=False), spread], dim=1)  # [B, 7, hp, wp]
         c = self.config.ref_channels
         feats = self.ref_in(per_ref).view(B, K, c, hp, wp) + self.target_in(target_h)[:, None]

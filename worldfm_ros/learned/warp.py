@@ -288,11 +288,25 @@ def _warp_cpu(refs: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Int
     H, W = intrinsics.height, intrinsics.width
     h2, w2 = (H + 1) // 2, (W + 1) // 2
     T_cam_world = np.linalg.inv(T_world_cam)
-    full = np.full(H * W, np.inf, np.float32)
-    half = np.full(h2 * w2, np.inf, np.float32)
-    for ref in refs:
-        P = (intrinsics.matrix @ (T_cam_world @ ref.T_world_cam)[:3]).astype(np.float32)
-        kern.zbuffer_reference(ref.depth, _pixel_rays(ref.intrinsics), P, W, H, np.float32(NEAR), full, half)
+    # References are split into two fixed groups, run on two threads when torch may use two
+    # (the kernels release the GIL); each group splats into its own z-buffers, merged by
+    # minimum, and each reference writes only its own slot: the bytes out depend on neither
+    # the thread count nor the scheduling.
+    groups = [list(range(g, len(refs), 2)) for g in range(min(2, len(refs)))]
+    zbuffers = [(np.full(H * W, np.inf, np.float32), np.full(h2 * w2, np.inf, np.float32)) for _ in groups]
+
+    def splat(g: int) -> None:
+        full, half = zbuffers[g]
+        for i in groups[g]:
+            ref = refs[i]
+            P = (intrinsics.matrix @ (T_cam_world @ ref.T_world_cam)[:3]).astype(np.float32)
+            kern.zbuffer_reference(ref.depth, _pixel_rays(ref.intrinsics), P, W, H, np.float32(NEAR), full, half)
+
+    _run_groups(splat, len(groups))
+    full, half = zbuffers[0] if zbuffers else (np.full(H * W, np.inf, np.float32), np.full(h2 * w2, np.inf, np.float32))
+    for other_full, other_half in zbuffers[1:]:
+        np.minimum(full, other_full, out=full)
+        np.minimum(half, other_half, out=half)
     observed = torch.from_numpy(_merge_zbuffers(full, half, H, W))
     depth_t = fill_depth(observed)
     guessed_t = (observed <= 0) & (depth_t > 0)
@@ -309,22 +323,26 @@ def _warp_cpu(refs: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Int
     plausible = np.zeros((k, 1, H, W), np.float32)
     phase = np.zeros((k, 1, H, W), np.float32)
     geometry = np.zeros((k, GEOMETRY_CHANNELS) + points.shape[1:], np.float32)
-    u = np.empty((H, W), np.float32)
-    v = np.empty((H, W), np.float32)
-    rel = np.empty((H, W), np.float32)
-    for slot, ref in enumerate(refs):
-        T_ref_target = np.linalg.inv(ref.T_world_cam) @ T_world_cam
-        R = T_ref_target[:3, :3]
-        t = T_ref_target[:3, 3]
-        KR = (ref.intrinsics.matrix @ T_ref_target[:3]).astype(np.float32)
-        kern.project_reference(depth, guessed, rays, KR, ref.depth, np.float32(NEAR),
-                               np.float32(VISIBILITY_TOLERANCE), u, v, valid[slot, 0], plausible[slot, 0],
-                               phase[slot, 0], rel)
-        sampled = cv2.remap(ref.colour, u, v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        usable = valid[slot, 0] + plausible[slot, 0]  # 0 or 1
-        np.multiply(sampled.transpose(2, 0, 1), usable * np.float32(1.0 / 255.0), out=colour[slot])
-        centre = (T_cam_world @ ref.T_world_cam)[:3, 3]
-        kern.geometry_features(points, unit, centre, R, t, rel, c, MOMENT_SCALE, geometry[slot])
+
+    def warp_group(g: int) -> None:
+        u = np.empty((H, W), np.float32)
+        v = np.empty((H, W), np.float32)
+        rel = np.empty((H, W), np.float32)
+        for slot in groups[g]:
+            ref = refs[slot]
+            T_ref_target = np.linalg.inv(ref.T_world_cam) @ T_world_cam
+            KR = (ref.intrinsics.matrix @ T_ref_target[:3]).astype(np.float32)
+            kern.project_reference(depth, guessed, rays, KR, ref.depth, np.float32(NEAR),
+                                   np.float32(VISIBILITY_TOLERANCE), u, v, valid[slot, 0], plausible[slot, 0],
+                                   phase[slot, 0], rel)
+            sampled = cv2.remap(ref.colour, u, v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            usable = valid[slot, 0] + plausible[slot, 0]  # 0 or 1
+            np.multiply(sampled.transpose(2, 0, 1), usable * np.float32(1.0 / 255.0), out=colour[slot])
+            centre = (T_cam_world @ ref.T_world_cam)[:3, 3]
+            kern.geometry_features(points, unit, centre, T_ref_target[:3, :3], T_ref_target[:3, 3], rel, c,
+                                   MOMENT_SCALE, geometry[slot])
+
+    _run_groups(warp_group, len(groups))
     valid_t = torch.from_numpy(valid)
     covered = _coarse_coverage(valid_t)
     hz = torch.from_numpy(points[2])
@@ -333,6 +351,25 @@ def _warp_cpu(refs: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Int
     return WarpBundle(colour=torch.from_numpy(colour)[None], valid=valid_t[None],
                       plausible=torch.from_numpy(plausible)[None], geometry=torch.from_numpy(geometry)[None],
                       target=target[None], depth=observed[None, None], phase=torch.from_numpy(phase)[None])
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _run_groups(fn, n: int) -> None:
+    """``fn(0) ... fn(n - 1)``: on two threads when ``torch.get_num_threads() >= 2``."""
+    global _POOL
+    if n <= 1 or torch.get_num_threads() < 2:
+        for g in range(n):
+            fn(g)
+        return
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="worldfm-warp")
+    list(_POOL.map(fn, range(n)))
 
 
 def _coarse_coverage(valid: torch.Tensor) -> torch.Tensor:
