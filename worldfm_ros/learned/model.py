@@ -112,7 +112,7 @@ class ModelConfig:
     Attributes:
         k: reference slots.
         ref_channels: width of the per-reference features.
-        widths: U-Net widths at 1/2, 1/4, 1/8 and 1/16 of the target resolution.
+        widths: U-Net widths at 1/4, 1/8, 1/16 and 1/32 of the target resolution.
         residual_scale: the residual colour is ``residual_scale * tanh(.)``.
         refine_channels: width of the full-resolution refinement (two 3x3 convolutions on
             the blended colour and the blend's peak weight, adding a detail residual); 0 = off.
@@ -169,7 +169,7 @@ class _TapConv3x3(nn.Conv2d):
 
 
 class _UNet(nn.Module):
-    """Three-scale U-Net on half-resolution maps: ``[B, cin, h, w] -> [B, widths[0], h, w]``."""
+    """Three-scale U-Net on the working-resolution maps: ``[B, cin, h, w] -> [B, widths[0], h, w]``."""
 
     def __init__(self, cin: int, widths):
         super().__init__()
