@@ -395,3 +395,14 @@ def test_cpu_warp_gives_the_same_bytes_on_one_or_two_threads(sequence):
         torch.set_num_threads(before)
     for name in ("colour", "valid", "plausible", "geometry", "target", "depth", "phase"):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_exact_fraction_one_gives_exact_scenes():
+    from worldfm_ros.core.synthetic.generate import generate_world
+    from worldfm_ros.learned.data import synthetic_scene
+
+    scene = synthetic_scene(1_000_004, width=48, height=36, n_frames=6, supersample=1, exact_fraction=1.0)
+    world = generate_world(1_000_004)
+    f = scene.frames[2]
+    colour, depth = world.render(f.T_world_cam, f.intrinsics)
+    assert np.array_equal(colour, f.colour) and np.array_equal(depth, f.depth)

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic worlds: auto = on unless --data is given")
     p.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of synthetic samples with --data")
     p.add_argument("--pool-size", type=int, default=6, help="synthetic scenes held at once")
+    p.add_argument("--exact-fraction", type=float, default=0.25,
+                   help="share of synthetic scenes without the simulated sensor")
     p.add_argument("--refresh-every", type=int, default=50, help="steps between new synthetic worlds")
     p.add_argument("--val-every", type=int, default=200, help="steps between validations")
     p.add_argument("--ckpt-every", type=int, default=100, help="steps between resumable checkpoints")
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
             out_dir=args.out, steps=args.steps, minutes=args.minutes, batch=args.batch, crop=crop, lr=args.lr,
             seed=args.seed, synthetic=synthetic, data=[(p, args.format) for p in args.data],
             data_scale=scale, exclude_eval_targets=not args.include_eval_targets,
-            synthetic_fraction=args.synthetic_fraction, pool_size=args.pool_size,
+            synthetic_fraction=args.synthetic_fraction, pool_size=args.pool_size, exact_fraction=args.exact_fraction,
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
             model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),

@@ -135,14 +135,14 @@ REALISM = {"drift_t": 0.04, "drift_r_deg": 1.5, "drift_exposure": 0.12, "colour_
 
 def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames: int = 100,
                     sensor_strength: Optional[float] = None, supersample: int = 2, held_out=(),
-                    realism: Optional[dict] = None) -> Scene:
+                    realism: Optional[dict] = None, exact_fraction: float = 0.25) -> Scene:
     """A random robot sequence through procedural world ``seed`` (see the module docstring).
 
     Frames are rendered with ``supersample`` x ``supersample`` samples per pixel: a real camera
     integrates over the pixel, point-sampled textures alias.
 
-    ``sensor_strength``: 0 = exact frames, 1 = Kinect-like; ``None`` draws it (a quarter of the
-    scenes exact). Raises ``ValueError`` when no loop fits the world.
+    ``sensor_strength``: 0 = exact frames, 1 = Kinect-like; ``None`` draws it (a share
+    ``exact_fraction`` of the scenes exact, the others between 0.3 and 1.2). Raises ``ValueError`` when no loop fits the world.
     """
     from worldfm_ros.core.synthetic.generate import generate_world
     from worldfm_ros.core.synthetic.trajectory import DEFAULT_CAMERA_TO_BASE, plan_loop
@@ -177,7 +177,7 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
         clock += list(p * (n_frames + 150) + np.arange(m))
     n = len(poses)
     if sensor_strength is None:
-        sensor_strength = 0.0 if rng.random() < 0.25 else float(rng.uniform(0.3, 1.2))
+        sensor_strength = 0.0 if rng.random() < exact_fraction else float(rng.uniform(0.3, 1.2))
     sensor = SensorModel.draw(rng, sensor_strength)
     # Slow drifts (strength-scaled): pose error as a tracker's, auto-exposure.
     s = float(sensor_strength)

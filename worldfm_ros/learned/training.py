@@ -62,6 +62,7 @@ class TrainConfig:
         exclude_eval_targets: drop the leave-out protocol's targets from the sources.
         synthetic_fraction: share of synthetic samples when both kinds are given.
         pool_size: synthetic scenes in memory at once.
+        exact_fraction: share of synthetic scenes without the simulated sensor.
         refresh_every: steps between replacing one synthetic scene.
         val_every, ckpt_every: steps between validations / checkpoints.
         val_scenes: synthetic validation worlds.
@@ -84,6 +85,7 @@ class TrainConfig:
     exclude_eval_targets: bool = True
     synthetic_fraction: float = 0.5
     pool_size: int = 6
+    exact_fraction: float = 0.25
     refresh_every: int = 50
     val_every: int = 200
     ckpt_every: int = 100
@@ -153,7 +155,8 @@ class Sources:
             self.scenes.append(scene)
         if config.synthetic:
             log(f"generating {config.pool_size} synthetic scenes ...")
-            self.pool = SyntheticPool(config.pool_size, stream=config.seed, counter=counter)
+            self.pool = SyntheticPool(config.pool_size, stream=config.seed, counter=counter,
+                                      exact_fraction=config.exact_fraction)
         if self.pool is None and not self.scenes:
             raise ValueError("no training source: enable synthetic worlds or give --data")
 
