@@ -65,7 +65,11 @@ What was tried (leave-out protocol, 320x240, ``worldfm-eval`` or the same memory
   the logits, initialised at exp(-10 d) and gated like the phase prior (``distance_prior``):
   28.11 dB untrained, but synthetic training moved it away (27.74 dB at step 400); and an
   uncorrected radial lens distortion in the simulated sensor (28.17 dB / 0.865 at step 400,
-  32.43 on seed 3): neither was better, neither is in the shipped model.
+  32.43 on seed 3): neither was better, neither is in the shipped model. Half the worlds
+  exact instead of a quarter (``worldfm-train --exact-fraction 0.5``, 27 min, best step
+  1,800): +1.86 / +1.91 / +2.00 / +2.18 dB on the synthetic seeds and 28.41 dB / 0.872 on
+  redkitchen; with lr 1e-3 +1.94 / +2.06 / +2.02 / +2.27 dB and 28.31 / 0.870. Not shipped:
+  seed 3 stays below +2.0 and redkitchen loses 0.3-0.4 dB.
 * Speed (one thread, 320x240, K = 8): the version-1 network at K = 8 took 72 ms per forward;
   splitting the first layers (shared target maps computed once, no per-reference copies of
   the context) 56 ms; quarter instead of half resolution 28-35 ms (the per-reference 1x1
