@@ -209,6 +209,23 @@ def test_a_few_steps_reduce_the_loss(sequence):
     assert hole_errors[-1] < 0.7 * hole_errors[0]
 
 
+def test_log_mse_loss_weighs_each_sample_by_its_relative_error():
+    torch.manual_seed(0)
+    truth = torch.rand(2, 3, 16, 16)
+    noise = torch.randn(2, 3, 16, 16)
+    scale = torch.tensor([0.02, 0.2]).view(2, 1, 1, 1)  # one sample ten times worse than the other
+    base = loss_fn(truth + scale * noise, truth, "log-mse", ssim_weight=0.0)
+    for i in range(2):  # doubling either sample's error costs the same: 0.02 ln(4) / 2
+        worse = scale.clone()
+        worse[i] *= 2
+        delta = float(loss_fn(truth + worse * noise, truth, "log-mse", ssim_weight=0.0) - base)
+        assert abs(delta - 0.01 * math.log(4)) < 2e-3
+    plain = [float(loss_fn(truth + s * noise, truth, "mse", 0.0)) for s in (scale, scale * torch.tensor([2, 1]).view(2, 1, 1, 1))]
+    assert plain[1] - plain[0] < 0.05 * float(loss_fn(truth + scale * noise, truth, "mse", 0.0))  # plain MSE: not so
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_fn(truth, truth, "l1")
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trip(model_file, sequence):
     model, payload = load_checkpoint(model_file)
@@ -321,7 +338,7 @@ def test_train_cli_on_a_world_file_resumes_and_logs(tmp_path, sequence):
     out = tmp_path / "run"
     args = ["--data", str(world), "--format", "world", "--out", str(out), "--batch", "2",
             "--crop", "32", "48", "--val-every", "2", "--ckpt-every", "1", "--quiet", "--threads", "1",
-            "--k", "2", "--ref-channels", "8", "--widths", "8", "8", "8", "8"]
+            "--k", "2", "--ref-channels", "8", "--widths", "8", "8", "8", "8", "--loss", "log-mse", "--ssim-weight", "0"]
     assert main(args + ["--steps", "2"]) == 0
     assert (out / "last.pt").exists() and (out / "model.pt").exists() and (out / "learning_curve.png").exists()
     assert main(args + ["--steps", "3", "--export", str(tmp_path / "exported.pt")]) == 0
@@ -330,6 +347,7 @@ def test_train_cli_on_a_world_file_resumes_and_logs(tmp_path, sequence):
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [r["step"] for r in rows if r["val_psnr"]] == ["0", "2", "3"]
     assert all(math.isfinite(float(r["val_psnr"])) for r in rows if r["val_psnr"])
+    assert all(float(r["loss"]) < 0 for r in rows if r["loss"])  # log-mse without SSIM: 0.02 ln(MSE) < 0
 
 
 # ---------------------------------------------------------------------------- training data

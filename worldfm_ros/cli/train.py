@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-size", type=int, default=6, help="synthetic scenes held at once")
     p.add_argument("--exact-fraction", type=float, default=0.25,
                    help="share of synthetic scenes without the simulated sensor")
+    p.add_argument("--loss", choices=("mse", "log-mse"), default="mse",
+                   help="mse: 20 MSE over the batch; log-mse: mean over samples of 0.02 ln(MSE), i.e. mean PSNR "
+                        "(both plus --ssim-weight (1 - SSIM))")
+    p.add_argument("--ssim-weight", type=float, default=0.1, help="weight of 1 - SSIM in the loss")
     p.add_argument("--refresh-every", type=int, default=50, help="steps between new synthetic worlds")
     p.add_argument("--val-every", type=int, default=200, help="steps between validations")
     p.add_argument("--ckpt-every", type=int, default=100, help="steps between resumable checkpoints")
@@ -90,6 +94,7 @@ def main(argv=None) -> int:
             seed=args.seed, synthetic=synthetic, data=[(p, args.format) for p in args.data],
             data_scale=scale, exclude_eval_targets=not args.include_eval_targets,
             synthetic_fraction=args.synthetic_fraction, pool_size=args.pool_size, exact_fraction=args.exact_fraction,
+            loss=args.loss, ssim_weight=args.ssim_weight,
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
             model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),
