@@ -255,7 +255,8 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
     ax[0].plot(step[ok], loss[ok], lw=0.8)
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("training loss")
-    ax[0].set_yscale("log")
+    if ok.any() and (loss[ok] > 0).all():  # log-mse losses are negative: keep a linear axis
+        ax[0].set_yscale("log")
     val = [(float(r["step"]), float(r["val_psnr"]), float(r["val_blend_psnr"])) for r in rows if r["val_psnr"]]
     if val:
         v = np.array(val)
