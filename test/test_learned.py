@@ -246,6 +246,24 @@ def _expect_load_error(path, fragment):
     assert info.value.value == str(path)
 
 
+def test_global_context_model_round_trips_and_old_checkpoints_read_without_it(model_file, tmp_path, sequence):
+    torch.manual_seed(1)
+    model = FrameModel(ModelConfig(k=2, ref_channels=8, widths=(8, 8, 8, 8), global_context=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_checkpoint(tmp_path / "global.pt", model)
+    again, _ = load_checkpoint(tmp_path / "global.pt")
+    assert again.config.global_context and again.unet.global_mix is not None
+    b = warp_references(sequence[4:7:2], sequence[5].T_world_cam, SMALL, k=2)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(b), again(b))
+    payload = torch.load(model_file, weights_only=True)
+    del payload["config"]["global_context"]  # as written before the option existed
+    torch.save(payload, tmp_path / "old.pt")
+    assert not load_checkpoint(tmp_path / "old.pt")[0].config.global_context
+
+
 def test_missing_corrupt_foreign_and_newer_checkpoints_fail_clearly(model_file, tmp_path):
     _expect_load_error(tmp_path / "absent.pt", "does not exist")
     truncated = tmp_path / "truncated.pt"

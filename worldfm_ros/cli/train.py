@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", type=int, nargs=4, default=(16, 24, 32, 48), help="U-Net widths of a fresh model")
     p.add_argument("--refine-channels", type=int, default=12,
                    help="full-resolution refinement width of a fresh model (0 = none)")
+    p.add_argument("--global-context", action="store_true",
+                   help="a fresh model's U-Net adds its deepest features' image mean back (image-level context)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
             model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),
-                              refine_channels=args.refine_channels),
+                              refine_channels=args.refine_channels, global_context=args.global_context),
         )
         result = train(config, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (WorldFMError, ValueError, OSError) as exc:

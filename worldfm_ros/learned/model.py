@@ -126,6 +126,8 @@ class ModelConfig:
             nearest one in the blend logits (learned).
         distance_prior: whether that prior exists (checkpoints written before it read as
             ``False``).
+        global_context: whether the U-Net adds its deepest features' image mean back
+            (checkpoints written before it read as ``False``).
     """
 
     k: int = 8
@@ -136,6 +138,7 @@ class ModelConfig:
     phase_log_scale: float = 2.3
     distance_log_scale: float = 2.3
     distance_prior: bool = False
+    global_context: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -175,9 +178,13 @@ class _TapConv3x3(nn.Conv2d):
 class _UNet(nn.Module):
     """Three-scale U-Net on the working-resolution maps: ``[B, cin, h, w] -> [B, widths[0], h, w]``."""
 
-    def __init__(self, cin: int, widths):
+    def __init__(self, cin: int, widths, global_context: bool = False):
         super().__init__()
         w0, w1, w2, w3 = widths
+        # Image-level context: the deepest features' spatial mean, mixed and added back, so
+        # every place knows what kind of view this is (e.g. whether the references agree
+        # everywhere, as exact ones do, or disagree, as a real rig's do).
+        self.global_mix = nn.Conv2d(w3, w3, 1) if global_context else None
         self.stem = _conv(cin, w0, 1)
         self.down1 = nn.Sequential(_conv(w0, w1, 3, 2), _conv(w1, w1))
         self.down2 = nn.Sequential(_conv(w1, w2, 3, 2), _conv(w2, w2))
@@ -195,6 +202,8 @@ class _UNet(nn.Module):
         x1 = self.down1(x0)
         x2 = self.down2(x1)
         x3 = self.down3(x2)
+        if self.global_mix is not None:
+            x3 = x3 + F.relu(self.global_mix(x3.mean((2, 3), keepdim=True)))
         y2 = self.up2(torch.cat([self._up(x3, x2), x2], 1))
         y1 = self.up1(torch.cat([self._up(y2, x1), x1], 1))
         return self.up0(torch.cat([self._up(y1, x0), x0], 1))
@@ -216,7 +225,7 @@ class FrameModel(nn.Module):
         self.ref_in = nn.Conv2d(3 + 2 + GEOMETRY_CHANNELS + 2, c, 1)
         self.target_in = nn.Conv2d(TARGET_CHANNELS + 1, c, 1, bias=False)  # + spread among references
         self.ref_mid = nn.Conv2d(c, c, 1)
-        self.unet = _UNet(2 * c + TARGET_CHANNELS + 1, config.widths)
+        self.unet = _UNet(2 * c + TARGET_CHANNELS + 1, config.widths, config.global_context)
         # Per reference: a blend logit and a gate on the sub-pixel phase prior (see forward);
         # first layer split likewise (reference features + broadcast context).
         self.head_ref = nn.Conv2d(c, c, 1)
@@ -392,6 +401,7 @@ def load_checkpoint(path, device="cpu") -> tuple[FrameModel, dict]:
         config.setdefault("refine_channels", 0)  # written before the refinement existed
         # Written before the prior was optional: it exists if its weight was saved.
         config.setdefault("distance_prior", "distance_scale" in payload["state_dict"])
+        config.setdefault("global_context", False)
         model = FrameModel(ModelConfig(**config))
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
