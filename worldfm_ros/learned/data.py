@@ -128,9 +128,11 @@ def _small_motion(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
 
 
 #: Upper ends of the slow drifts and the rig's colour-depth baseline at sensor strength 1:
-#: pose drift [m] and [deg], exposure drift (log gain), colour camera offset [m].
+#: pose drift [m] and [deg], exposure drift (log gain), colour camera offset [m], colour focal
+#: error (relative), colour principal point error [px], share of unregistered rigs and their
+#: colour focal deficit (relative, centre of a +-50 % range).
 REALISM = {"drift_t": 0.04, "drift_r_deg": 1.5, "drift_exposure": 0.12, "colour_baseline": 0.035,
-           "colour_focal": 0.03, "colour_centre": 2.0}
+           "colour_focal": 0.03, "colour_centre": 2.0, "unregistered_share": 0.5, "unregistered_focal": 0.1}
 
 
 def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames: int = 100,
@@ -191,8 +193,15 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
     direction = rng.normal(0, 1, 3) * (1.0, 0.3, 0.3)
     colour_offset = _small_motion(rng.normal(0, math.radians(0.3) * s, 3),
                                   direction / np.linalg.norm(direction) * rng.uniform(0.0, r["colour_baseline"]) * s)
-    # ... and has its own calibration, while the depth camera's is the one reported.
-    f_c = f * (1.0 + rng.uniform(-1, 1) * r["colour_focal"] * s)
+    # ... and has its own calibration, while the depth camera's is the one reported. Half the
+    # rigs are unregistered Kinect-v1-like ones whose colour camera is wider than the depth
+    # camera (Kinect v1: colour 525 px, depth 585 px; 7-Scenes reports only the depth's): a
+    # warp then misplaces colour by about the focal difference times the rotation, so the
+    # nearest references are much better than the others.
+    if rng.random() < r["unregistered_share"]:
+        f_c = f * (1.0 - rng.uniform(0.5, 1.5) * r["unregistered_focal"] * s)
+    else:
+        f_c = f * (1.0 + rng.uniform(-1, 1) * r["colour_focal"] * s)
     K_colour = Intrinsics(f_c, f_c * (1.0 + rng.normal(0, 0.003 * s)), K.cx + rng.normal(0, r["colour_centre"] * s),
                           K.cy + rng.normal(0, r["colour_centre"] * s), width, height)
     frames = []
