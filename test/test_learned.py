@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from worldfm_ros.core.camera import Intrinsics
 from worldfm_ros.core.errors import EmptyMemoryError, ModelLoadError
@@ -248,20 +249,36 @@ def _expect_load_error(path, fragment):
 
 def test_global_context_model_round_trips_and_old_checkpoints_read_without_it(model_file, tmp_path, sequence):
     torch.manual_seed(1)
-    model = FrameModel(ModelConfig(k=2, ref_channels=8, widths=(8, 8, 8, 8), global_context=True))
+    model = FrameModel(ModelConfig(k=2, ref_channels=8, widths=(8, 8, 8, 8), global_context=True,
+                                   misalignment_input=True))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     save_checkpoint(tmp_path / "global.pt", model)
     again, _ = load_checkpoint(tmp_path / "global.pt")
-    assert again.config.global_context and again.unet.global_mix is not None
+    assert again.config.global_context and again.unet.global_mix is not None and again.config.misalignment_input
     b = warp_references(sequence[4:7:2], sequence[5].T_world_cam, SMALL, k=2)
     with torch.no_grad():
         assert torch.equal(model.eval()(b), again(b))
     payload = torch.load(model_file, weights_only=True)
-    del payload["config"]["global_context"]  # as written before the option existed
+    del payload["config"]["global_context"], payload["config"]["misalignment_input"]  # as written before the options
     torch.save(payload, tmp_path / "old.pt")
-    assert not load_checkpoint(tmp_path / "old.pt")[0].config.global_context
+    old = load_checkpoint(tmp_path / "old.pt")[0].config
+    assert not old.global_context and not old.misalignment_input
+
+
+def test_view_misalignment_grows_with_the_shift_between_references():
+    from worldfm_ros.learned.model import view_misalignment
+
+    torch.manual_seed(0)
+    texture = F.interpolate(torch.rand(1, 3, 20, 24), size=(80, 96), mode="bicubic", align_corners=False)
+    found = []
+    for shift in (0, 1, 2):
+        a, b = texture[..., 8:72, 8:88], texture[..., 8:72, 8 + shift:88 + shift]
+        mean = (a + b) / 2
+        spread = 4.0 * ((a - mean).abs().sum(1, keepdim=True) + (b - mean).abs().sum(1, keepdim=True)) / 2
+        found.append(float(view_misalignment(mean, spread, torch.ones(1, 1, 64, 80))))
+    assert found[0] == 0.0 and 0.2 < found[1] < found[2] < 2.0, found
 
 
 def test_missing_corrupt_foreign_and_newer_checkpoints_fail_clearly(model_file, tmp_path):

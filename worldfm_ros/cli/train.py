@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full-resolution refinement width of a fresh model (0 = none)")
     p.add_argument("--global-context", action="store_true",
                    help="a fresh model's U-Net adds its deepest features' image mean back (image-level context)")
+    p.add_argument("--misalignment-input", action="store_true",
+                   help="a fresh model gets the view's estimated reference misalignment as an input")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -100,7 +102,8 @@ def main(argv=None) -> int:
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
             model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),
-                              refine_channels=args.refine_channels, global_context=args.global_context),
+                              refine_channels=args.refine_channels, global_context=args.global_context,
+                              misalignment_input=args.misalignment_input),
         )
         result = train(config, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (WorldFMError, ValueError, OSError) as exc:

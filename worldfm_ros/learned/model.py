@@ -128,6 +128,9 @@ class ModelConfig:
             ``False``).
         global_context: whether the U-Net adds its deepest features' image mean back
             (checkpoints written before it read as ``False``).
+        misalignment_input: whether the view's estimated reference misalignment (see
+            :func:`view_misalignment`) is an input (checkpoints written before it read as
+            ``False``).
     """
 
     k: int = 8
@@ -139,6 +142,7 @@ class ModelConfig:
     distance_log_scale: float = 2.3
     distance_prior: bool = False
     global_context: bool = False
+    misalignment_input: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -223,9 +227,10 @@ class FrameModel(nn.Module):
         # convolution of the concatenation, without K copies of the target maps.
         # + disagreement with the others, + pose distance beyond the nearest reference's
         self.ref_in = nn.Conv2d(3 + 2 + GEOMETRY_CHANNELS + 2, c, 1)
-        self.target_in = nn.Conv2d(TARGET_CHANNELS + 1, c, 1, bias=False)  # + spread among references
+        n_ctx = TARGET_CHANNELS + 1 + int(config.misalignment_input)  # + spread (+ misalignment)
+        self.target_in = nn.Conv2d(n_ctx, c, 1, bias=False)
         self.ref_mid = nn.Conv2d(c, c, 1)
-        self.unet = _UNet(2 * c + TARGET_CHANNELS + 1, config.widths, config.global_context)
+        self.unet = _UNet(2 * c + n_ctx, config.widths, config.global_context)
         # Per reference: a blend logit and a gate on the sub-pixel phase prior (see forward);
         # first layer split likewise (reference features + broadcast context).
         self.head_ref = nn.Conv2d(c, c, 1)
@@ -303,6 +308,9 @@ class FrameModel(nn.Module):
         farther = ((score - nearest).clamp(0.0, 3.0) * present).view(B * K, 1, 1, 1).expand(B * K, 1, hp, wp)
         per_ref = torch.cat([col_h, u_h, v_h, geometry, dev.view(B * K, 1, hp, wp), farther], dim=1)
         target_h = torch.cat([half(bundle.target, even=False), spread], dim=1)  # [B, 7, hp, wp]
+        if self.config.misalignment_input:
+            both = (n > 1.5).float()  # [B, 1, hp, wp]: places seen by two references or more
+            target_h = torch.cat([target_h, view_misalignment(mean_rgb[:, 0], spread, both).expand(B, 1, hp, wp)], 1)
         c = self.config.ref_channels
         feats = self.ref_in(per_ref).view(B, K, c, hp, wp) + self.target_in(target_h)[:, None]
         feats = F.relu(self.ref_mid(F.relu(feats).view(B * K, c, hp, wp)))  # [B*K, c, hp, wp]
@@ -343,6 +351,19 @@ class FrameModel(nn.Module):
             peak = weights[:, :K].amax(1, keepdim=True)  # how much one reference dominates
             rgb = rgb + self.refine(torch.cat([rgb, peak], dim=1))
         return rgb.clamp(0.0, 1.0)
+
+
+def view_misalignment(mean_rgb: torch.Tensor, spread: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, 1, 1]``: how far the references disagree in units of sample spacing, for
+    the whole view: the references' colour spread divided by the local colour gradient of
+    their mean, summed over ``mask``. A shift of d samples between references spreads a
+    colour edge by about d times its gradient, so this is about d: small for exact references
+    (interpolation only), large for a misregistered rig's (redkitchen: 1-2 pixels)."""
+    gx = (mean_rgb[..., :, 1:] - mean_rgb[..., :, :-1]).abs().sum(1, keepdim=True)
+    gy = (mean_rgb[..., 1:, :] - mean_rgb[..., :-1, :]).abs().sum(1, keepdim=True)
+    grad = F.pad(gx, (0, 1, 0, 0)) + F.pad(gy, (0, 0, 0, 1))  # [B, 1, hp, wp]
+    num = (spread * mask).sum((1, 2, 3), keepdim=True) / 4.0  # spread carries a factor 4
+    return (num / ((grad * mask).sum((1, 2, 3), keepdim=True) + 1e-2)).clamp(0.0, 4.0)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -402,6 +423,7 @@ def load_checkpoint(path, device="cpu") -> tuple[FrameModel, dict]:
         # Written before the prior was optional: it exists if its weight was saved.
         config.setdefault("distance_prior", "distance_scale" in payload["state_dict"])
         config.setdefault("global_context", False)
+        config.setdefault("misalignment_input", False)
         model = FrameModel(ModelConfig(**config))
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
