@@ -70,6 +70,28 @@ What was tried (leave-out protocol, 320x240, ``worldfm-eval`` or the same memory
   1,800): +1.86 / +1.91 / +2.00 / +2.18 dB on the synthetic seeds and 28.41 dB / 0.872 on
   redkitchen; with lr 1e-3 +1.94 / +2.06 / +2.02 / +2.27 dB and 28.31 / 0.870. Not shipped:
   seed 3 stays below +2.0 and redkitchen loses 0.3-0.4 dB.
+* Why redkitchen's references degrade with distance (``scripts/reference_misalignment.py``):
+  a single reference warped to the target is misplaced by a near-global shift (median DIS
+  flow) of 0.55 / 1.28 / 1.85 / 1.97 px at pose score 0-0.1 / 0.1-0.2 / 0.2-0.3 / 0.3-0.5,
+  PSNR 28.80 / 25.88 / 23.87 / 22.96 dB. Warping as if the colour focal were 525 px (Kinect
+  v1's colour camera) instead of the reported 585 (the depth camera's) halves the shift
+  (0.33 / 0.58 / 0.91 / 0.62 px) and gains 1.9-3.2 dB per bucket: 7-Scenes' colour is wider
+  than its intrinsics say. The simulated rig lacked this (0.17 / 0.24 / 0.35 / 0.63 px on a
+  full-strength rig); half the simulated rigs are now unregistered like that (colour focal
+  0.85-0.95 of depth's): 0.50 / 0.87 / 1.88 / 2.94 px, 31.6 / 30.5 / 29.3 / 27.0 dB, close to
+  redkitchen.
+* Trained 50 min like the version-2 model but with that rig, the per-sample ``log-mse`` loss
+  and image-level context (``global_context``), best validation step 3,400: +1.83 / +2.14 /
+  +2.27 / +2.23 dB on the synthetic seeds, 28.97 dB / 0.877 on redkitchen (the version-2
+  model at the same step count with the old rig and loss: +1.75 / +1.87 / +1.92 / +2.04,
+  28.35 / 0.871 at step 1,800). Along the run the trade-off stayed: step 1,600 +1.98 to
+  +2.35 dB synthetic and 28.49 / 0.868; step 3,800 +1.62 to +1.94 and 29.06 / 0.880. Averaging
+  those two checkpoints' weights lands between them (+1.80 to +2.15, 28.89 / 0.876).
+* Hence an explicit view-level input (``misalignment_input``, :func:`view_misalignment`): the
+  references' colour spread over the local gradient of their mean, about the shift between
+  them in samples. Measured with 8 references: 0.03-0.07 on exact synthetic views, 0.11-0.49
+  on simulated rigs, 0.22-0.50 on redkitchen: the network can tell an exact memory, where
+  every reference helps, from a misregistered one, where the nearest should dominate.
 * Speed (one thread, 320x240, K = 8): the version-1 network at K = 8 took 72 ms per forward;
   splitting the first layers (shared target maps computed once, no per-reference copies of
   the context) 56 ms; quarter instead of half resolution 28-35 ms (the per-reference 1x1
