@@ -54,8 +54,8 @@ What was tried (leave-out protocol, 320x240, ``worldfm-eval`` or the same memory
   nearest references should dominate and samples should be averaged. Hence a *learned* gate
   on the prior and learned per-reference logits, trained on synthetic worlds with and
   without a simulated sensor.
-* Trained 50 min (5,600 steps, one CPU thread) on synthetic worlds, the
-  shipped model (step 4,200, best synthetic validation) scores on the unseen seeds 3 / 7 /
+* Trained 50 min (5,600 steps, one CPU thread) on synthetic worlds, session 2's
+  model (step 4,200, best synthetic validation; without the inputs below) scores on the unseen seeds 3 / 7 /
   11 / 23 32.40 / 38.27 / 36.71 / 36.44 dB (+1.72 / +1.80 / +1.92 / +2.01 over geometric)
   and 28.68 dB / SSIM 0.874 on redkitchen (geometric 26.01 / 0.859). Along the run the
   synthetic margin shrank (step 400: +1.95 to +2.24) while redkitchen improved (27.82 dB /
