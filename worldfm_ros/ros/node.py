@@ -75,6 +75,11 @@ from worldfm_ros.srv import RenderView, SaveWorld, SetPose
 _WAIT_POLL_S = 0.01
 #: Pairs allowed to wait at once; beyond that the oldest is processed as it is.
 _MAX_WAITING = 30
+#: Least wall time a pair newer than the newest odometry waits for it [s]. The odometry of
+#: an image's stamp is often published a few ms after the image, but on a loaded 2-core
+#: machine its callback has run more than 100 ms after the image's (CI, session 3), so the
+#: wait is not tied to ``sync.max_extrapolation`` alone (that bounds stamps, not wall time).
+_MIN_ODOM_WAIT_S = 0.5
 
 #: Minimum seconds between two warnings from the same place.
 WARN_PERIOD = 5.0
@@ -346,12 +351,14 @@ class WorldFMNode(LifecycleNode):
         own stamp often lands a few milliseconds after the image. Extrapolating then would
         store the frame at a guessed pose although the exact one is about to arrive: a pair
         newer than the newest odometry (or arriving before any camera_info) waits up to
-        ``sync.max_extrapolation`` of wall time, and only then is the pose extrapolated (or
-        the pair dropped) as the contract says.
+        ``max(sync.max_extrapolation, 0.5 s)`` of wall time, and only then is the pose
+        extrapolated by at most ``sync.max_extrapolation`` (or the pair dropped) as the
+        contract says. Waiting costs latency only while odometry lags the images.
         """
         if self._odom is None or self.world is None:
             return
-        self._waiting.append((time.monotonic() + max(self.config.sync_max_extrapolation, _WAIT_POLL_S), pair))
+        wait = max(self.config.sync_max_extrapolation, _MIN_ODOM_WAIT_S)
+        self._waiting.append((time.monotonic() + wait, pair))
         self._flush_waiting()
 
     def _ready(self, pair: SyncedPair) -> bool:
