@@ -8,6 +8,9 @@ pixel, 0 elsewhere; ``covered`` marks those pixels (not the painted ones).
 
 Deterministic: the same poses, intrinsics and references give the same bytes (every step is
 order-independent or sequential; the network runs in inference mode).
+
+Constructing one tunes the process's allocator (:mod:`worldfm_ros.core.allocator`): a view's
+tens of MB of temporaries then reuse freed memory instead of page-faulting fresh pages.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ class LearnedRenderer:
     name = "learned"
 
     def __init__(self, device: str = "cpu", model_path: Optional[str] = None):
+        from worldfm_ros.core.allocator import keep_freed_memory
         from worldfm_ros.learned.model import load_checkpoint
+
+        keep_freed_memory()  # a view's arrays reuse freed memory, not fresh pages (see module)
 
         self.device = torch.device(device)
         self.model_path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
