@@ -15,9 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from worldfm_ros.core.colour_registration import register_frame, resolve_colour_focal_ratio
 from worldfm_ros.core.contact_sheet import contact_sheet, save_png
 from worldfm_ros.core.errors import WorldFMError
-from worldfm_ros.core.evaluation import evaluate, markdown_table
+from worldfm_ros.core.evaluation import evaluate, markdown_table, split_leave_out
 from worldfm_ros.core.memory import INSERTION_POLICIES, RETRIEVAL_MODES, MemoryConfig
 from worldfm_ros.core.renderers import BACKENDS, make_renderer
 from worldfm_ros.core.world_service import WorldService, WorldServiceConfig
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="use only the first N frames (quick checks)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a shared 2-core machine more threads stall each other)")
+    p.add_argument("--colour-focal-ratio", default="1", metavar="R|auto",
+                   help="colour camera focal length / the dataset's reported one (default 1: registered RGB-D, "
+                        "the contract's protocol); 'auto' estimates it from the memory frames (never the targets), "
+                        "e.g. about 0.89 on 7-Scenes; every backend then gets the registered frames")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -61,6 +66,11 @@ def main(argv=None) -> int:
         frames = list(open_dataset(args.data, args.format, scale=args.scale))
         if args.max_frames:
             frames = frames[: args.max_frames]
+        ratio, estimate = resolve_colour_focal_ratio(args.colour_focal_ratio, split_leave_out(frames)[0])
+        if estimate is not None:
+            print(f"colour focal ratio: {ratio:.4f} (estimated from {len(estimate.pairs)} pairs of memory frames)")
+        if ratio != 1.0:
+            frames = [register_frame(f, ratio) for f in frames]
         config = MemoryConfig(insertion=args.insertion, max_parallax=args.max_parallax,
                               min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
                               retrieval_k=args.k, retrieval=args.retrieval)
@@ -89,7 +99,7 @@ def main(argv=None) -> int:
         return 2
     print(f"{args.data} ({args.format}): {len(frames)} frames, "
           f"{run.scores[args.backend[0]].views} targets, insertion={args.insertion}, "
-          f"retrieval={args.retrieval}, k={args.k}")
+          f"retrieval={args.retrieval}, k={args.k}, colour focal ratio={ratio:g}")
     print(markdown_table(run.scores))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
