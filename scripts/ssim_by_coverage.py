@@ -5,7 +5,7 @@ keeps each target's per-pixel SSIM map (scikit-image, 7x7 window, averaged over 
 reports its mean over the pixels the *geometric* renderer covers and over the rest, for the
 learned and the geometric backend. The whole-image means equal ``worldfm-eval``'s SSIM.
 
-    python scripts/ssim_by_coverage.py --data ../shared/data/redkitchen_a --format 7scenes [--model M]
+    python scripts/ssim_by_coverage.py --data ../shared/data/redkitchen_a --format 7scenes [--model M] [--colour-focal-ratio auto]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from worldfm_ros.core.colour_registration import register_frame, resolve_colour_focal_ratio
 from worldfm_ros.core.datasets import open_dataset
 from worldfm_ros.core.evaluation import frame_to_keyframe, split_leave_out
 from worldfm_ros.core.memory import MemoryConfig
@@ -31,10 +32,13 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=0.5)
     p.add_argument("--model", help="learned checkpoint (default: the shipped one)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--colour-focal-ratio", default="1", help="as worldfm-eval's (a number or 'auto')")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
     frames = list(open_dataset(args.data, args.format, scale=args.scale))
+    ratio, _ = resolve_colour_focal_ratio(args.colour_focal_ratio, split_leave_out(frames)[0])
+    frames = [register_frame(f, ratio) for f in frames]
     width, height = frames[0].intrinsics.size
     backends = {"learned": make_renderer("learned", "cpu", **({"model_path": args.model} if args.model else {})),
                 "geometric": make_renderer("geometric", "cpu")}

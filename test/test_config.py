@@ -54,6 +54,7 @@ def test_contract_parameters_and_defaults():
         ("sim.rate_hz", 0.0), ("sim.enabled", "yes"), ("camera_to_base", [0, 0, 0, 0, 0, 0, 0]),
         ("camera_to_base", [1.0, 2.0]), ("sim.start_pose", [0.0, 0.0, 0.0]), ("retrieval.k", 0),
         ("sim.start_pose", [0, 0, float("inf"), 0, 0, 0, 1]), ("world_frame", ""), ("render.widht", 10),
+        ("camera.colour_focal_ratio", 0.0), ("camera.colour_focal_ratio", 3.0),
     ],
 )
 def test_invalid_values_name_the_parameter(name, value):
@@ -65,9 +66,10 @@ def test_invalid_values_name_the_parameter(name, value):
 
 def test_world_service_config_carries_the_memory_parameters():
     c = NodeConfig.from_parameters({"keyframe.min_translation": 0.2, "retrieval.k": 6, "memory.max_keyframes": 7,
-                                    "sim.start_pose": [1, 2, 0, 0, 0, 0, 2]})
+                                    "sim.start_pose": [1, 2, 0, 0, 0, 0, 2], "camera.colour_focal_ratio": 0.9})
     w = c.world_service_config()
     assert (w.memory.min_translation, w.memory.retrieval_k, w.memory.max_keyframes) == (0.2, 6, 7)
+    assert w.colour_focal_ratio == 0.9
     assert c.T_world_sim_start[:3, 3].tolist() == [1.0, 2.0, 0.0]  # quaternion normalised
 
 

@@ -188,3 +188,22 @@ def test_loading_a_world_larger_than_the_cap_keeps_the_file_whole(tmp_path):
     assert len(small) == 3 and small.evicted_while_loading == 2
     small.close()
     assert len(read_world(path)) == 5
+
+
+def test_unregistered_sensor_keyframes_are_registered_to_the_colour_camera():
+    world = service(colour_focal_ratio=0.9)
+    frame = plane_frame(0.0)
+    kf = world.ingest_keyframe(frame)
+    # Stored at 320x240 with the colour camera's intrinsics; the colour pixels are untouched.
+    assert kf.intrinsics.fx == pytest.approx(0.9 * 525.0 / 2) and kf.intrinsics.cx == pytest.approx(159.5)
+    assert kf.colour.shape == (240, 320, 3)
+    # The depth camera (focal 525) sees less than the colour camera: the border has no depth.
+    assert kf.depth[120, 160] == pytest.approx(2.0) and kf.depth[120, 0] == 0.0 and kf.depth[0, 160] == 0.0
+    assert 0.75 < (kf.depth > 0).mean() < 0.85  # (0.9)^2 of the image, near enough
+    assert frame.intrinsics.fx == 525.0 and (frame.depth > 0).all()  # the caller's frame is unchanged
+
+
+@pytest.mark.parametrize("ratio", [0.0, -1.0, float("nan"), 5.0])
+def test_bad_colour_focal_ratio_is_refused(ratio):
+    with pytest.raises(ValueError, match="colour focal ratio"):
+        WorldServiceConfig(colour_focal_ratio=ratio)

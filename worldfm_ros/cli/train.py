@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float,
                    help="image scale of --data (default: 0.5 for 7scenes/tum, i.e. 640x480 -> the protocol's "
                         "320x240; 1 for world files, whose keyframes are stored at the node's size)")
+    p.add_argument("--colour-focal-ratio", default="1", metavar="R|auto",
+                   help="colour camera focal / the sources' reported one (1: registered RGB-D; 'auto': estimated "
+                        "per source from its frames, e.g. about 0.89 on 7-Scenes); see worldfm-eval")
     p.add_argument("--include-eval-targets", action="store_true",
                    help="also train on the leave-out protocol's targets (positions i %% 10 == 5)")
     p.add_argument("--synthetic", choices=("auto", "on", "off"), default="auto",
@@ -97,6 +100,7 @@ def main(argv=None) -> int:
             out_dir=args.out, steps=args.steps, minutes=args.minutes, batch=args.batch, crop=crop, lr=args.lr,
             seed=args.seed, synthetic=synthetic, data=[(p, args.format) for p in args.data],
             data_scale=scale, exclude_eval_targets=not args.include_eval_targets,
+            colour_focal_ratio=args.colour_focal_ratio,
             synthetic_fraction=args.synthetic_fraction, pool_size=args.pool_size, exact_fraction=args.exact_fraction,
             loss=args.loss, ssim_weight=args.ssim_weight,
             refresh_every=args.refresh_every, val_every=args.val_every, ckpt_every=args.ckpt_every,

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from worldfm_ros.core.camera import Intrinsics, validate_image_size
+from worldfm_ros.core.colour_registration import register_to_colour
 from worldfm_ros.core.errors import (
     EmptyMemoryError,
     InvalidPoseError,
@@ -65,6 +66,11 @@ class WorldServiceConfig:
         memory: insertion / retrieval / eviction policy parameters.
         world_path: world file to load at start and commit each keyframe to; empty = memory only.
         max_render_side: largest render width or height served [px].
+        colour_focal_ratio: the colour camera's focal length over the intrinsics' (1 =
+            registered RGB-D, as the contract assumes). Otherwise every frame's depth is
+            resampled onto the colour camera's grid and the keyframe gets the colour camera's
+            intrinsics (:mod:`worldfm_ros.core.colour_registration`; Kinect v1 raw streams:
+            about 0.9).
     """
 
     backend: str = "geometric"
@@ -76,10 +82,13 @@ class WorldServiceConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     world_path: str = ""
     max_render_side: int = MAX_RENDER_SIDE
+    colour_focal_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         validate_image_size(self.keyframe_width, self.keyframe_height)
         validate_image_size(self.max_render_side, self.max_render_side)
+        register_to_colour(np.zeros((1, 1), np.float32), Intrinsics(1.0, 1.0, 0.0, 0.0, 1, 1),
+                           self.colour_focal_ratio)  # raises ValueError on a bad ratio
 
 
 @dataclass
@@ -256,6 +265,7 @@ class WorldService:
         colour, depth, intrinsics = downscale_rgbd(frame.colour, frame.depth, frame.intrinsics, width, height)
         if colour is frame.colour:
             colour, depth = colour.copy(), depth.copy()  # the caller may reuse its buffers
+        depth, intrinsics = register_to_colour(depth, intrinsics, self.config.colour_focal_ratio)
         return Keyframe(colour, depth, intrinsics, frame.T_world_cam.copy(), frame.stamp)
 
     def reset(self) -> None:

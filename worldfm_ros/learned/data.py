@@ -218,12 +218,17 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
 
 
 def dataset_scene(path, format: str, *, scale: float = 0.5, exclude_eval_targets: bool = True,
-                  max_frames: Optional[int] = None) -> Scene:
+                  max_frames: Optional[int] = None, colour_focal_ratio=1.0) -> Scene:
     """A posed RGB-D source as a scene (frames at ``scale``; 0.5 = the protocol's 320x240).
 
     With ``exclude_eval_targets`` the leave-out protocol's targets (positions ``i % 10 == 5``
     of the index-sorted frames) are dropped before anything else, so they are never seen.
+    ``colour_focal_ratio`` (a number, or ``"auto"``: estimated from the scene's frames)
+    registers the frames' depth to their colour camera
+    (:mod:`worldfm_ros.core.colour_registration`); 1 leaves them as read.
     """
+    from worldfm_ros.core.colour_registration import register_frame, resolve_colour_focal_ratio
+
     from worldfm_ros.core.datasets import open_dataset
 
     data = open_dataset(path, format, scale=scale)
@@ -234,7 +239,12 @@ def dataset_scene(path, format: str, *, scale: float = 0.5, exclude_eval_targets
         if exclude_eval_targets and is_target(position):
             continue
         frames.append(Keyframe(frame.colour, frame.depth, frame.intrinsics, frame.T_world_cam, frame.stamp))
-    return Scene.build(frames, f"{format}:{path}")
+    ratio, _ = resolve_colour_focal_ratio(colour_focal_ratio, frames)
+    name = f"{format}:{path}"
+    if ratio != 1.0:
+        frames = [register_frame(f, ratio) for f in frames]
+        name += f" (colour focal ratio {ratio:.4f})"
+    return Scene.build(frames, name)
 
 
 def make_sample(scene: Scene, index: int, k: int, *, memory: int = 0, drop: int = 0,

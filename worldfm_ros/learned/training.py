@@ -60,6 +60,8 @@ class TrainConfig:
         data: ``[(path, format), ...]`` posed RGB-D sources.
         data_scale: image scale of the sources (0.5: 640x480 -> 320x240).
         exclude_eval_targets: drop the leave-out protocol's targets from the sources.
+        colour_focal_ratio: colour/depth registration of the sources: a number, or ``"auto"``
+            (estimated per source from its frames); 1 = as read.
         synthetic_fraction: share of synthetic samples when both kinds are given.
         pool_size: synthetic scenes in memory at once.
         exact_fraction: share of synthetic scenes without the simulated sensor.
@@ -85,6 +87,7 @@ class TrainConfig:
     data: list = field(default_factory=list)
     data_scale: float = 0.5
     exclude_eval_targets: bool = True
+    colour_focal_ratio: object = 1.0
     synthetic_fraction: float = 0.5
     pool_size: int = 6
     exact_fraction: float = 0.25
@@ -164,7 +167,8 @@ class Sources:
         self.pool = None
         self.scenes: list[Scene] = []
         for path, fmt in config.data:
-            scene = dataset_scene(path, fmt, scale=config.data_scale, exclude_eval_targets=config.exclude_eval_targets)
+            scene = dataset_scene(path, fmt, scale=config.data_scale, exclude_eval_targets=config.exclude_eval_targets,
+                                  colour_focal_ratio=config.colour_focal_ratio)
             # Every 20th remaining frame is a validation target: out of the memories, never trained on.
             held = frozenset(i for i in range(len(scene.frames)) if i % 20 == 10)
             scene = Scene.build(scene.frames, scene.name, held)

@@ -155,6 +155,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Fall back to the geometric backend on cpu when the requested backend or device cannot be set up"),
     ParamSpec("model_path", "", str, "Checkpoint of the learned backend; empty = the shipped default"),
     ParamSpec("autostart", True, bool, "Configure and activate the lifecycle node at start-up"),
+    ParamSpec("camera.colour_focal_ratio", 1.0, float,
+              "Colour camera focal length / camera_info's, for RGB-D sensors whose depth is not registered to "
+              "colour (Kinect v1 raw streams, 7-Scenes: about 0.9; estimate it with worldfm-eval "
+              "--colour-focal-ratio auto); 1 = registered", 0.5, 2.0),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -192,6 +196,7 @@ class NodeConfig:
     backend_fallback: bool = True
     model_path: str = ""
     autostart: bool = True
+    camera_colour_focal_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         for spec in PARAMETERS:
@@ -235,6 +240,7 @@ class NodeConfig:
                 retrieval_k=self.retrieval_k,
             ),
             world_path=self.world_path,
+            colour_focal_ratio=self.camera_colour_focal_ratio,
         )
 
     # ------------------------------------------------------------------ constructors
