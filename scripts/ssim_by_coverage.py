@@ -3,7 +3,9 @@
 Runs the contract's leave-out protocol like ``worldfm-eval`` (same memory, same retrieval),
 keeps each target's per-pixel SSIM map (scikit-image, 7x7 window, averaged over channels) and
 reports its mean over the pixels the *geometric* renderer covers and over the rest, for the
-learned and the geometric backend. The whole-image means equal ``worldfm-eval``'s SSIM.
+learned and the geometric backend. The whole-image means equal ``worldfm-eval``'s SSIM. Also
+the PSNR over the image's central 60 % x 60 % (pixels every colour-registration setting
+renders from references: see ``--colour-focal-ratio``).
 
     python scripts/ssim_by_coverage.py --data ../shared/data/redkitchen_a --format 7scenes [--model M] [--colour-focal-ratio auto]
 """
@@ -19,7 +21,7 @@ from skimage.metrics import structural_similarity
 
 from worldfm_ros.core.colour_registration import register_frame, resolve_colour_focal_ratio
 from worldfm_ros.core.datasets import open_dataset
-from worldfm_ros.core.evaluation import frame_to_keyframe, split_leave_out
+from worldfm_ros.core.evaluation import frame_to_keyframe, psnr, split_leave_out
 from worldfm_ros.core.memory import MemoryConfig
 from worldfm_ros.core.renderers import make_renderer
 from worldfm_ros.core.world_service import WorldService, WorldServiceConfig
@@ -52,7 +54,10 @@ def main() -> None:
     whole = {name: [] for name in backends}
     covered_ssim = {name: [] for name in backends}
     hole_ssim = {name: [] for name in backends}
+    centre_psnr = {name: [] for name in backends}
     hole_share = []
+    centre = np.zeros((height, width), bool)  # the central 60 % x 60 % of the image
+    centre[height // 5:height - height // 5, width // 5:width - width // 5] = True
     for target in targets:
         maps, covered = {}, None
         for name, renderer in backends.items():
@@ -62,6 +67,7 @@ def main() -> None:
             score, ssim_map = structural_similarity(target.colour, result.rgb[0], channel_axis=2, data_range=255,
                                                     full=True)
             whole[name].append(score)
+            centre_psnr[name].append(psnr(result.rgb[0], target.colour, centre))
             maps[name] = ssim_map.mean(axis=2)
             if name == "geometric":
                 covered = result.covered[0]
@@ -73,11 +79,12 @@ def main() -> None:
 
     share = float(np.mean(hole_share))
     print(f"{args.data}: {len(targets)} targets, pixels the geometric renderer does not cover: {100 * share:.1f} %")
-    print("| backend | SSIM (whole image) | covered pixels | not covered |")
-    print("|---|---|---|---|")
+    print("| backend | SSIM (whole image) | covered pixels | not covered | PSNR of the central 60 % x 60 % [dB] |")
+    print("|---|---|---|---|---|")
     for name in backends:
         print(f"| {name} | {np.mean(whole[name]):.4f} | {np.mean(covered_ssim[name]):.4f} | "
-              f"{np.mean(hole_ssim[name]) if hole_ssim[name] else float('nan'):.4f} |")
+              f"{np.mean(hole_ssim[name]) if hole_ssim[name] else float('nan'):.4f} | "
+              f"{np.mean(centre_psnr[name]):.2f} |")
     deltas = np.array(whole["learned"]) - np.array(whole["geometric"])
     print(f"per-target SSIM learned - geometric: min {deltas.min():+.3f}, median {np.median(deltas):+.3f}, "
           f"max {deltas.max():+.3f}")

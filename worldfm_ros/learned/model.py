@@ -102,6 +102,13 @@ What was tried (leave-out protocol, 320x240, ``worldfm-eval`` or the same memory
   validation step 3,400): +2.13 / +2.40 / +2.55 / +2.63 dB, redkitchen 28.98 dB / 0.8787
   (+0.0199 SSIM over geometric); with weight 1.0: +1.93 / +2.20 / +2.43 / +2.26 dB,
   28.86 / 0.8782. The SSIM weight does not clearly move redkitchen's SSIM.
+* Session 5: registering 7-Scenes' depth to its colour camera
+  (:mod:`worldfm_ros.core.colour_registration`, focal ratio 0.888 estimated from the memory
+  frames) lets the same shipped model blend its eight references as on an exact memory:
+  redkitchen 29.80 dB / 0.901 (unregistered 28.98 / 0.8787), central 60 % of the image
+  31.02 dB against 30.22. The geometric renderer weights the nearest reference most and does
+  not gain (29.21 against 29.18 dB there), and it loses the colour border that the narrower
+  depth camera does not see (22.78 dB / 0.825 registered against 26.01 / 0.859).
 * Also measured on that run family: ``log-mse`` alone or with an SSIM weight of 0.3 changed
   little at step 1,200 (+1.72 to +2.05 dB, 27.94-28.00 dB / 0.861-0.863 on redkitchen);
   the unregistered rig with batch MSE instead of ``log-mse``: +1.60 to +1.94 dB, 28.88 / 0.878
