@@ -101,29 +101,23 @@ def _grey(colour: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
 
-def _rotation_deg(T_a: np.ndarray, T_b: np.ndarray) -> float:
-    R = T_a[:3, :3].T @ T_b[:3, :3]
-    return math.degrees(math.acos(float(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
-
-
 def select_pairs(poses: Sequence[np.ndarray], max_pairs: int = 24, min_angle_deg: float = 4.0,
                  max_angle_deg: float = 30.0, max_distance: float = 0.6) -> list[tuple[int, int]]:
     """Frame pairs that look at the same place from directions ``min_angle_deg`` to
     ``max_angle_deg`` apart (a wrong focal length misplaces colour by more the larger the
     rotation), camera centres at most ``max_distance`` apart; for each frame the partner
     with the largest such angle, then at most ``max_pairs`` spread evenly over the sequence."""
-    n = len(poses)
+    T = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
+    centres, rotations = T[:, :3, 3], T[:, :3, :3]
     candidates = []
-    for a in range(n):
-        best, best_angle = None, -1.0
-        for b in range(a + 1, n):
-            if np.linalg.norm(poses[a][:3, 3] - poses[b][:3, 3]) > max_distance:
-                continue
-            angle = _rotation_deg(poses[a], poses[b])
-            if min_angle_deg <= angle <= max_angle_deg and angle > best_angle:
-                best, best_angle = b, angle
-        if best is not None:
-            candidates.append((a, best))
+    for a in range(len(T) - 1):
+        near = np.linalg.norm(centres[a + 1:] - centres[a], axis=1) <= max_distance
+        # trace(Ra^T Rb) = sum of the elementwise product; angle = acos((trace - 1) / 2)
+        trace = np.einsum("ij,bij->b", rotations[a], rotations[a + 1:])
+        angle = np.degrees(np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0)))
+        ok = near & (angle >= min_angle_deg) & (angle <= max_angle_deg)
+        if ok.any():
+            candidates.append((a, a + 1 + int(np.argmax(np.where(ok, angle, -1.0)))))
     if len(candidates) > max_pairs:
         keep = np.linspace(0, len(candidates) - 1, max_pairs).round().astype(int)
         candidates = [candidates[i] for i in keep]
