@@ -42,3 +42,14 @@ def shared_data() -> Path:
             "checkout; it is not part of the repository)"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def ros_context():
+    """An rclpy context for one test module (the modules that use it skip without rclpy)."""
+    rclpy = pytest.importorskip("rclpy")
+    apply_dds_profile()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)

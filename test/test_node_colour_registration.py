@@ -32,19 +32,9 @@ from worldfm_ros.core.colour_registration import colour_intrinsics  # noqa: E402
 from worldfm_ros.core.synthetic.scene import SyntheticWorld  # noqa: E402
 from worldfm_ros.core.synthetic.trajectory import base_pose  # noqa: E402
 from worldfm_ros.core.world_file import read_world  # noqa: E402
-from worldfm_ros.ros.dds import apply_dds_profile  # noqa: E402
 from worldfm_ros.srv import SaveWorld  # noqa: E402
 
 RATIO = 0.9
-
-
-@pytest.fixture(scope="module")
-def ros_context():
-    apply_dds_profile()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def test_node_registers_an_unregistered_rig_to_its_colour_camera(ros_context, tmp_path):

@@ -34,7 +34,6 @@ from worldfm_ros.core.synthetic.scene import SyntheticWorld  # noqa: E402
 from worldfm_ros.core.synthetic.trajectory import base_pose  # noqa: E402
 from worldfm_ros.core.world_file import read_world  # noqa: E402
 from worldfm_ros.msg import KeyframeInfo, WorldStatus  # noqa: E402
-from worldfm_ros.ros.dds import apply_dds_profile  # noqa: E402
 from worldfm_ros.ros.image_conversion import depth_to_image, rgb_to_image  # noqa: E402
 from worldfm_ros.ros.messages import (  # noqa: E402
     intrinsics_to_camera_info,
@@ -191,15 +190,6 @@ def recorded(world):
         colour, depth = world.render(T_world_cam, K640)
         frames.append((STAMP0 + i, T_world_base, T_world_cam, colour, depth))
     return frames
-
-
-@pytest.fixture(scope="module")
-def ros_context():
-    apply_dds_profile()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 @pytest.fixture(scope="module")

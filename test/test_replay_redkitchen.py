@@ -46,7 +46,6 @@ from worldfm_ros.core.evaluation import psnr, split_leave_out  # noqa: E402
 from worldfm_ros.core.image_ops import downscale_rgbd  # noqa: E402
 from worldfm_ros.core.pose import rotation_angle_deg  # noqa: E402
 from worldfm_ros.msg import KeyframeInfo, WorldStatus  # noqa: E402
-from worldfm_ros.ros.dds import apply_dds_profile  # noqa: E402
 from worldfm_ros.ros.image_conversion import image_to_rgb, rgb_to_image  # noqa: E402
 from worldfm_ros.ros.messages import (  # noqa: E402
     intrinsics_to_camera_info,
@@ -183,15 +182,6 @@ class Robot:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
-
-
-@pytest.fixture(scope="module")
-def ros_context():
-    apply_dds_profile()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def test_replay_over_ros_scores_like_worldfm_eval(shared_data, tmp_path, ros_context):
