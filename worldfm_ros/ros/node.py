@@ -46,6 +46,7 @@ from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.odometry_buffer import OdometryBuffer, PoseUnavailableError
 from worldfm_ros.core.pose import invert_pose
 from worldfm_ros.core.sim_base import SimBase
+from worldfm_ros.core.startup_objects import freeze_startup_objects
 from worldfm_ros.core.undistort import Undistorter
 from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldService
 from worldfm_ros.msg import KeyframeInfo, WorldStatus
@@ -199,6 +200,7 @@ class WorldFMNode(LifecycleNode):
             + (f" from {config.world_path}" if config.world_path else "")
             + (", simulated camera on" if config.sim_enabled else "")
         )
+        freeze_startup_objects("configured")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -401,6 +403,7 @@ class WorldFMNode(LifecycleNode):
         self._ingest_meter.tick(time.monotonic())
         if keyframe is not None:
             self._publish_keyframe(keyframe)
+            freeze_startup_objects("first keyframe")
 
     def _publish_keyframe(self, keyframe: Keyframe) -> None:
         msg = KeyframeInfo()
@@ -439,6 +442,7 @@ class WorldFMNode(LifecycleNode):
             response.success, response.message = False, f"internal error: {error!r}"
             return response
         self._last_render_ms = out.render_ms
+        freeze_startup_objects("first render")
         header_stamp = self.get_clock().now().to_msg()
         frame_id = request.camera_info.header.frame_id
         response.image = rgb_to_image(out.result.rgb[0], stamp=header_stamp, frame_id=frame_id)
@@ -545,6 +549,7 @@ class WorldFMNode(LifecycleNode):
         self._sim_depth_pub.publish(depth_to_image(out.result.depth[0], stamp=stamp, frame_id=frame))
         self._sim_info_pub.publish(intrinsics_to_camera_info(intrinsics, stamp, frame))
         self._sim_meter.tick(time.monotonic())
+        freeze_startup_objects("first render")
 
     # ------------------------------------------------------------------ status
     def _publish_status(self) -> None:
