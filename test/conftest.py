@@ -53,3 +53,22 @@ def ros_context():
     rclpy.init(context=context)
     yield context
     rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def run_python():
+    """``run(code, name, value=None)``: run ``code`` in a fresh interpreter, with environment
+    variable ``name`` removed (``value`` None) or set to ``value``; returns its stripped stdout.
+    For process-wide settings that a test must see applied from a clean start."""
+    import subprocess
+    import sys
+
+    def run(code: str, name: str, value=None) -> str:
+        env = dict(os.environ)
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    return run

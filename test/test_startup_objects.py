@@ -1,9 +1,5 @@
 """Freezing start-up objects out of the garbage collector (worldfm_ros.core.startup_objects)."""
 
-import os
-import subprocess
-import sys
-
 CHECK = """
 import gc
 from worldfm_ros.core.startup_objects import freeze_startup_objects as f
@@ -17,18 +13,9 @@ print(before, first, frozen > 1000, again, gc.get_freeze_count() >= frozen + 100
 """
 
 
-def _run(env_value=None) -> str:
-    env = dict(os.environ)
-    env.pop("WORLDFM_GC_FREEZE", None)
-    if env_value is not None:
-        env["WORLDFM_GC_FREEZE"] = env_value
-    return subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+def test_each_stage_freezes_once(run_python):
+    assert run_python(CHECK, "WORLDFM_GC_FREEZE") == "0 True True False True True"
 
 
-def test_each_stage_freezes_once():
-    assert _run() == "0 True True False True True"
-
-
-def test_environment_opts_out():
-    assert _run("0") == "0 False False False False False"
+def test_environment_opts_out(run_python):
+    assert run_python(CHECK, "WORLDFM_GC_FREEZE", "0") == "0 False False False False False"
