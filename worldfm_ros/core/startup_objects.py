@@ -11,8 +11,10 @@ ticks: gaps of up to 0.57 s between its images, 8.1 Hz of 10 asked in the worst 
 skip (Python's documented remedy for long-lived start-up objects). Objects made later are
 collected as before; frozen ones are still freed by reference counting when they become
 unreachable, so only cyclic garbage among them would stay. :func:`freeze_startup_objects` is
-called once per start-up stage (configured, first keyframe, first render).
-``WORLDFM_GC_FREEZE=0`` turns it off.
+called once per start-up stage (configured, first keyframe, first render);
+:func:`unfreeze_startup_objects` (the node's lifecycle cleanup) hands everything back to the
+collector, so a world dropped on cleanup is collected even if it holds a cycle, and the
+stages freeze again after the next configure. ``WORLDFM_GC_FREEZE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -39,3 +41,10 @@ def freeze_startup_objects(stage: str) -> bool:
     gc.collect()  # what is garbage already should not be frozen
     gc.freeze()
     return True
+
+
+def unfreeze_startup_objects() -> None:
+    """Give every frozen object back to the collector and forget the stages reached."""
+    with _lock:
+        _done.clear()
+    gc.unfreeze()

@@ -46,7 +46,7 @@ from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.odometry_buffer import OdometryBuffer, PoseUnavailableError
 from worldfm_ros.core.pose import invert_pose
 from worldfm_ros.core.sim_base import SimBase
-from worldfm_ros.core.startup_objects import freeze_startup_objects
+from worldfm_ros.core.startup_objects import freeze_startup_objects, unfreeze_startup_objects
 from worldfm_ros.core.undistort import Undistorter
 from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldService
 from worldfm_ros.msg import KeyframeInfo, WorldStatus
@@ -244,6 +244,7 @@ class WorldFMNode(LifecycleNode):
         if world is not None:
             world.close()
         self._sim_base = None
+        unfreeze_startup_objects()
 
     def _destroy(self, entities) -> None:
         for entity in entities:
