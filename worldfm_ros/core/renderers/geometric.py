@@ -42,7 +42,7 @@ from worldfm_ros.core.camera import Intrinsics, validate_image_size
 from worldfm_ros.core.errors import EmptyMemoryError, InvalidPoseError
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
-from worldfm_ros.core.renderers.base import RenderResult
+from worldfm_ros.core.renderers.base import RenderResult, _check_batch, render_views_one_by_one
 from worldfm_ros.core.renderers.hole_filling import push_pull
 from worldfm_ros.core.renderers.splatting import NEAR_PLANE, front_depth, reference_points, view_weights
 
@@ -237,6 +237,93 @@ class GeometricRenderer:
             coverage=covered.reshape(B, -1).mean(axis=1).astype(np.float32),
             reference_ids=[int(ref.id) for ref in references],
         )
+
+    def render_batch(
+        self,
+        references_per_view: Sequence[Sequence[Keyframe]],  # B lists of references
+        T_world_cam: np.ndarray,  # [B, 4, 4] target camera optical poses
+        intrinsics: Intrinsics,  # shared by all targets; gives the output size
+    ) -> RenderResult:
+        """``B`` views in one call, view ``b`` from ``references_per_view[b]``: the same bytes
+        as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`), with the
+        views splatted in parallel on the numba path (one view per thread instead of one
+        reference group per thread, and no Python between the passes). The torch path
+        renders the views one by one."""
+        T = _check_batch(references_per_view, T_world_cam)
+        for pose in T:
+            validate_pose_matrix(pose)
+        validate_image_size(intrinsics.width, intrinsics.height)
+        if not self._use_numba:
+            return render_views_one_by_one(self, references_per_view, T, intrinsics)
+        B = len(T)
+        splat_K = [splat_intrinsics(refs, intrinsics) for refs in references_per_view]
+        rgb = np.empty((B, intrinsics.height, intrinsics.width, 3), np.uint8)
+        depth = np.empty((B, intrinsics.height, intrinsics.width), np.float32)
+        covered = np.empty((B, intrinsics.height, intrinsics.width), bool)
+        # Views whose references call for the same splat camera are splatted together.
+        for K in dict.fromkeys(splat_K):
+            views = [b for b in range(B) if splat_K[b] == K]
+            out = self._render_views_numba([references_per_view[b] for b in views], T[views], K)
+            if K != intrinsics:
+                out = upsample_views(*out, intrinsics.width, intrinsics.height)
+            rgb[views], depth[views], covered[views] = out
+        per_view = [[int(ref.id) for ref in refs] for refs in references_per_view]
+        return RenderResult(
+            rgb=rgb,
+            depth=depth,
+            covered=covered,
+            coverage=covered.reshape(B, -1).mean(axis=1).astype(np.float32),
+            reference_ids=list(dict.fromkeys(i for ids in per_view for i in ids)),
+            reference_ids_per_view=per_view,
+        )
+
+    def _render_views_numba(self, references_per_view, T: np.ndarray, K: Intrinsics):
+        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``."""
+        from numba.typed import List
+
+        from worldfm_ros.core.renderers import splat_kernels
+
+        cfg = self.config
+        B, H, W = len(T), K.height, K.width
+        slot: dict[int, int] = {}
+        depths, colours, keeps = List(), List(), List()
+        k_max = max(len(refs) for refs in references_per_view)
+        ref_index = np.zeros((B, k_max), np.int64)
+        ref_count = np.zeros(B, np.int64)
+        Cs = np.zeros((B, k_max, 3, 3))
+        bs = np.zeros((B, k_max, 3))
+        weights = np.zeros((B, k_max))
+        K_matrix = K.matrix
+        for i, (refs, pose) in enumerate(zip(references_per_view, T)):
+            T_cam_world = invert_pose(pose)
+            weights[i, : len(refs)] = view_weights([ref.T_world_cam for ref in refs], pose, cfg.angle_scale_deg,
+                                                   cfg.distance_scale)
+            ref_count[i] = len(refs)
+            for j, ref in enumerate(refs):
+                if id(ref) not in slot:
+                    slot[id(ref)] = len(depths)
+                    depths.append(np.ascontiguousarray(ref.depth, np.float32))
+                    colours.append(np.ascontiguousarray(ref.colour, np.uint8))
+                    keeps.append(self._edge_mask(ref))
+                ref_index[i, j] = slot[id(ref)]
+                # The same products as the per-view path (same bytes out).
+                T_target_ref = T_cam_world @ ref.T_world_cam
+                Cs[i, j] = K_matrix @ T_target_ref[:3, :3] @ np.linalg.inv(ref.intrinsics.matrix)
+                bs[i, j] = K_matrix @ T_target_ref[:3, 3]
+        rgb = np.empty((B, H, W, 3), np.uint8)
+        depth = np.empty((B, H, W), np.float32)
+        covered = np.empty((B, H, W), bool)
+        splat_kernels.render_views(
+            depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, W, H, NEAR_PLANE,
+            np.float32(1.0 + cfg.depth_tolerance), cfg.footprint != "point", float(cfg.min_support),
+            bool(cfg.fill_holes), PUSH_PULL_LEVELS, _GROUPS, max(1, min(B, self._batch_threads())), rgb, depth, covered)
+        return rgb, depth, covered
+
+    def _batch_threads(self) -> int:
+        """Views splatted at once: ``threads`` (numba's pool is the process's cores)."""
+        import numba
+
+        return min(self._threads, numba.get_num_threads())
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
         """``uint8 [H, W]``: the reference pixels the numba kernels draw (cached per keyframe)."""

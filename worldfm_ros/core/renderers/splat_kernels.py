@@ -16,7 +16,7 @@ Compiled on first use (``cache=True`` keeps the machine code in ``__pycache__``)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 #: Channels of the blend sums: colour * w (3), w, footprint support. (Depth comes from the
 #: z-buffer: a sixth channel for a blended depth made the blend pass 30 % slower, measured.)
@@ -333,3 +333,99 @@ def to_rgb8(colour, rgb):  # pragma: no cover - compiled
             for k in range(3):
                 v = np.rint(colour[k, y, x])
                 rgb[y, x, k] = np.uint8(0.0 if v < 0.0 else (255.0 if v > 255.0 else v))
+
+
+@njit(cache=True, parallel=True)
+def render_views(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, width, height, near,
+                 limit_scale, bilinear, min_support, fill_holes, levels, groups, n_slots,
+                 rgb_out, depth_out, covered_out):  # pragma: no cover - compiled
+    """Render ``B`` views in parallel, one view per thread (``prange`` over ``n_slots`` working
+    slots, slot ``t`` rendering views ``t, t + n_slots, ...``), each exactly as the
+    per-view path of the geometric renderer does (same passes, same summation order, so the
+    same bytes).
+
+    Args:
+        depths, colours, keeps: typed lists of the references' depth ``float32 [h, w]``,
+            colour ``uint8 [h, w, 3]`` and drawn-pixel mask ``uint8 [h, w]``.
+        ref_index: ``int64 [B, Kmax]``: view ``i`` uses references ``ref_index[i, :ref_count[i]]``.
+        Cs, bs: ``float64 [B, Kmax, 3, 3]`` / ``[B, Kmax, 3]``: each pair's projection (see
+            :func:`zbuffer_pass_rgbd`).
+        weights: ``float64 [B, Kmax]`` view weights.
+        limit_scale: ``float32``, 1 + the depth tolerance.
+        groups: fixed reference groups whose blend sums are added in group order (2, as the
+            per-view path: reference ``j`` belongs to group ``j % groups``).
+        rgb_out ``uint8 [B, H, W, 3]``, depth_out ``float32 [B, H, W]``, covered_out
+            ``bool [B, H, W]``: written.
+    """
+    B = ref_index.shape[0]
+    HW = width * height
+    n_threads = n_slots
+    zbufs = np.empty((n_threads, groups, HW), np.float32)
+    accs = np.empty((n_threads, groups, HW, ACC_CHANNELS), np.float32)
+    limits = np.empty((n_threads, HW), np.float32)
+    colour_bufs = np.empty((n_threads, 3, height, width), np.float32)
+    confidences = np.empty((n_threads, height, width), np.float32)
+    filled_bufs = np.empty((n_threads, 3, height, width), np.float32)
+    n_work = 0
+    h_, w_ = height, width
+    for _ in range(levels):
+        n_work += 4 * h_ * w_
+        if min(h_, w_) <= 1:
+            break
+        h_, w_ = (h_ + 1) // 2, (w_ + 1) // 2
+    works = np.empty((n_threads, n_work), np.float32)
+    for t in prange(n_slots):
+        for i in range(t, B, n_slots):
+            _render_view_in_slot(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, width, height,
+                                 near, limit_scale, bilinear, min_support, fill_holes, levels, groups, i,
+                                 zbufs[t], accs[t], limits[t], colour_bufs[t], confidences[t], filled_bufs[t],
+                                 works[t], rgb_out, depth_out, covered_out)
+
+
+@njit(cache=True, nogil=True)
+def _render_view_in_slot(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, width, height, near,
+                         limit_scale, bilinear, min_support, fill_holes, levels, groups, i, zbufs, accs, limit,
+                         colour, confidence, filled, work, rgb_out, depth_out, covered_out):  # pragma: no cover
+    """View ``i`` of :func:`render_views` with one slot's working buffers."""
+    HW = width * height
+    n = ref_count[i]
+    used_groups = min(groups, n)
+    for g in range(used_groups):
+        zbuf = zbufs[g]
+        zbuf[:] = np.inf
+        for j in range(g, n, groups):
+            r = ref_index[i, j]
+            zbuffer_pass_rgbd(depths[r], keeps[r], Cs[i, j], bs[i, j], width, height, near, zbuf)
+    zbuf = zbufs[0]
+    for g in range(1, used_groups):
+        other = zbufs[g]
+        for p in range(HW):
+            zbuf[p] = min(zbuf[p], other[p])
+    for p in range(HW):
+        limit[p] = zbuf[p] * limit_scale
+    for g in range(used_groups):
+        acc = accs[g]
+        acc[:] = 0.0
+        for j in range(g, n, groups):
+            r = ref_index[i, j]
+            blend_pass_rgbd(depths[r], colours[r], keeps[r], Cs[i, j], bs[i, j], width, height, near, limit,
+                            weights[i, j], bilinear, acc)
+    # Group sums added in group order, as the per-view path does: the same bytes.
+    acc = accs[0]
+    for g in range(1, used_groups):
+        other = accs[g]
+        for p in range(HW):
+            for c in range(ACC_CHANNELS):
+                acc[p, c] += other[p, c]
+    covered = covered_out[i].reshape(HW)
+    normalise(acc, zbuf, width, min_support, colour.reshape((3, HW)), depth_out[i].reshape(HW), covered,
+              confidence.reshape(HW))
+    n_covered = 0
+    for p in range(HW):
+        if covered[p]:
+            n_covered += 1
+    if fill_holes and 0 < n_covered < HW:
+        push_pull(colour, confidence, levels, filled, work)
+        to_rgb8(filled, rgb_out[i])
+    else:
+        to_rgb8(colour, rgb_out[i])
