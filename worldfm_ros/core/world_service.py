@@ -38,12 +38,14 @@ from worldfm_ros.core.image_ops import downscale_rgbd
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig, depth_samples
 from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
-from worldfm_ros.core.renderers.base import Renderer, RenderResult, references_per_view
+from worldfm_ros.core.renderers.base import Renderer, RenderResult, references_per_view, render_batch
 
 _log = logging.getLogger(__name__)
 
 #: Largest side of a render the service accepts [px] (the contract serves up to 4096).
 MAX_RENDER_SIDE = 4096
+#: Most views one :meth:`WorldService.render_batch` call renders (``~/render_views``: 1..256).
+MAX_BATCH_VIEWS = 256
 
 #: Depth agreement for a point to count as already observed by a reference (fraction of depth).
 _NOVELTY_DEPTH_TOLERANCE = 0.05
@@ -325,6 +327,35 @@ class WorldService:
         # Keyframes are never modified after insertion: rendering outside the lock is safe
         # even if one of them is evicted meanwhile.
         result = self.renderer.render(references, T, intrinsics)
+        return RenderOutput(result=result, render_ms=(time.perf_counter() - t0) * 1e3)
+
+    def render_batch(self, T_world_cam: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
+        """Render ``B`` views (``T_world_cam [B, 4, 4]``, 1 <= B <= :data:`MAX_BATCH_VIEWS`) in
+        one batch: each view from the references :meth:`render` would retrieve for it alone
+        (so view ``b`` has the same bytes as ``render(T_world_cam[b])``), all views in one
+        ``render_batch`` call of the renderer (:func:`~.renderers.base.render_batch`).
+        ``result.reference_ids_per_view`` lists each view's references.
+
+        Raises ``InvalidPoseError`` (naming the 0-based index of the first bad pose),
+        ``InvalidSizeError``, ``EmptyMemoryError``.
+        """
+        t0 = time.perf_counter()
+        T = np.asarray(T_world_cam, dtype=np.float64)
+        if T.ndim != 3 or T.shape[1:] != (4, 4) or not 1 <= len(T) <= MAX_BATCH_VIEWS:
+            raise InvalidPoseError(
+                f"poses must be [B, 4, 4] with B in 1..{MAX_BATCH_VIEWS}, got shape {T.shape}", T.shape)
+        for b, pose in enumerate(T):
+            try:
+                validate_pose_matrix(pose)
+            except InvalidPoseError as error:
+                raise InvalidPoseError(f"pose {b}: {error}", b) from error
+        validate_image_size(intrinsics.width, intrinsics.height, self.config.max_render_side)
+        k = self.references_per_view()
+        with self._lock:
+            if not len(self.memory):
+                raise EmptyMemoryError("the world holds no keyframe yet", 0)
+            references = [self.memory.retrieve(pose, intrinsics, k) for pose in T]
+        result = render_batch(self.renderer, references, T, intrinsics)
         return RenderOutput(result=result, render_ms=(time.perf_counter() - t0) * 1e3)
 
     def references_per_view(self, renderer: Optional[Renderer] = None) -> int:
