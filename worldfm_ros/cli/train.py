@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a fresh model's U-Net adds its deepest features' image mean back (image-level context)")
     p.add_argument("--misalignment-input", action="store_true",
                    help="a fresh model gets the view's estimated reference misalignment as an input")
+    p.add_argument("--offtrack", type=int, default=0,
+                   help="off-trajectory targets per synthetic world (0-0.8 m off the path, turned up to 60 deg)")
+    p.add_argument("--offtrack-fraction", type=float, default=0.6,
+                   help="share of synthetic samples with an off-trajectory target (with --offtrack)")
+    p.add_argument("--pushpull-fill", action="store_true",
+                   help="holes get the references' push-pull continuation plus a learned correction (a fresh "
+                        "model, or added to an --init model that lacks it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -107,7 +114,8 @@ def main(argv=None) -> int:
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
             model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),
                               refine_channels=args.refine_channels, global_context=args.global_context,
-                              misalignment_input=args.misalignment_input),
+                              misalignment_input=args.misalignment_input, pushpull_fill=args.pushpull_fill),
+            offtrack=args.offtrack, offtrack_fraction=args.offtrack_fraction, pushpull_fill=args.pushpull_fill,
         )
         result = train(config, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (WorldFMError, ValueError, OSError) as exc:

@@ -19,6 +19,13 @@ Two kinds of scene:
 A sample's references come from the same retrieval the node uses
 (:meth:`KeyframeMemory.retrieve`, coverage-greedy, ``k`` references), minus the target itself.
 
+*Off-trajectory* targets (``synthetic_scene(..., offtrack=N)``): views where the robot did not
+drive, as the simulator renders them: a path frame's robot base moved 0-0.8 m (drawn evenly
+over the protocol's distance bins, :data:`OFFTRACK_DISTANCE_BINS`), turned by up to 60 deg
+and its camera raised or lowered by up to 0.2 m, in free space. They are rendered like the
+path frames (same rig, sensor and drifts) but never enter the memories; their references are
+what the node would retrieve at that pose, far and disagreeing ones included.
+
 Seeds: training worlds use :data:`TRAIN_SEED_BASE` + n, validation worlds
 :data:`VALIDATION_SEED_BASE` + n; seeds below :data:`TRAIN_SEED_BASE` (e.g. the demo and test
 worlds 0-99) are never trained on.
@@ -79,13 +86,15 @@ class Scene:
     name: str
     memories: list = field(default_factory=list)
     held_out: frozenset = frozenset()
+    offtrack: frozenset = frozenset()  # off-trajectory targets (also in held_out)
 
     @staticmethod
-    def build(frames: Sequence[Keyframe], name: str, held_out=(), configs=MEMORY_CONFIGS) -> "Scene":
+    def build(frames: Sequence[Keyframe], name: str, held_out=(), configs=MEMORY_CONFIGS, offtrack=()) -> "Scene":
         frames = list(frames)
         for i, f in enumerate(frames):
             f.extras["index"] = i
-        held = frozenset(held_out)
+        offtrack = frozenset(offtrack)
+        held = frozenset(held_out) | offtrack
         memories = []
         for config in configs:
             memory = KeyframeMemory(config)
@@ -94,11 +103,13 @@ class Scene:
                     memory.consider(Keyframe(f.colour, f.depth, f.intrinsics, f.T_world_cam, f.stamp,
                                              extras={"index": i}))
             memories.append(memory)
-        return Scene(frames, name, memories, held)
+        return Scene(frames, name, memories, held, offtrack)
 
     def references(self, index: int, k: int, memory: int = 0) -> list[Keyframe]:
         """The ``k`` references the node would retrieve for frame ``index``, itself excluded."""
         target = self.frames[index]
+        if index in self.held_out:  # not in the memories: exactly the node's retrieval
+            return self.memories[memory].retrieve(target.T_world_cam, target.intrinsics, k=k)
         refs = self.memories[memory].retrieve(target.T_world_cam, target.intrinsics, k=k + 1)
         return [r for r in refs if r.extras.get("index") != index][:k]
 
@@ -131,20 +142,62 @@ def _small_motion(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
 #: pose drift [m] and [deg], exposure drift (log gain), colour camera offset [m], colour focal
 #: error (relative), colour principal point error [px], share of unregistered rigs and their
 #: colour focal deficit (relative, centre of a +-50 % range).
+#: Distance bins [m] off-trajectory targets are drawn from (evenly per bin), by the distance
+#: of the camera centre from the nearest path camera.
+OFFTRACK_DISTANCE_BINS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, 0.8))
+#: Largest heading change [deg] and camera height change [m] of an off-trajectory target.
+OFFTRACK_MAX_TURN_DEG = 60.0
+OFFTRACK_MAX_HEIGHT = 0.2
+
+
+def offtrack_poses(world, T_world_base: np.ndarray, camera_to_base: np.ndarray, n: int,
+                   rng: np.random.Generator, margin: float = 0.25) -> list[tuple[np.ndarray, int]]:
+    """``n`` off-trajectory camera poses ``(T_world_cam [4, 4], index of the path frame it
+    left)`` around a path of base poses ``T_world_base [N, 4, 4]`` (see the module docstring);
+    fewer when free space is scarce."""
+    from worldfm_ros.core.synthetic.trajectory import base_pose
+
+    cams = T_world_base @ camera_to_base
+    centres = cams[:, :3, 3]
+    lo, hi = world.bounds
+    out = []
+    for t in range(n):
+        b_lo, b_hi = OFFTRACK_DISTANCE_BINS[int(rng.integers(len(OFFTRACK_DISTANCE_BINS)))]
+        for _ in range(100):
+            i = int(rng.integers(len(T_world_base)))
+            r = float(rng.uniform(b_lo, b_hi))
+            phi = float(rng.uniform(-math.pi, math.pi))
+            turn = math.radians(rng.uniform(-OFFTRACK_MAX_TURN_DEG, OFFTRACK_MAX_TURN_DEG))
+            if rng.random() < 0.25:  # small turns are common on a robot: draw them more often
+                turn *= 0.3
+            T = T_world_base[i] @ base_pose(r * math.cos(phi), r * math.sin(phi), turn)
+            T[2, 3] += float(rng.uniform(-OFFTRACK_MAX_HEIGHT, OFFTRACK_MAX_HEIGHT)) * min(1.0, r / 0.1)
+            T = T @ camera_to_base
+            d = float(np.min(np.linalg.norm(centres - T[:3, 3], axis=1)))
+            if (b_lo <= d < b_hi and lo[2] + 0.1 < T[2, 3] < hi[2] - 0.1
+                    and bool(world.is_free(T[None, :2, 3], margin=margin)[0])):
+                out.append((T, i))
+                break
+    return out
+
+
 REALISM = {"drift_t": 0.04, "drift_r_deg": 1.5, "drift_exposure": 0.12, "colour_baseline": 0.035,
            "colour_focal": 0.03, "colour_centre": 2.0, "unregistered_share": 0.5, "unregistered_focal": 0.1}
 
 
 def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames: int = 100,
                     sensor_strength: Optional[float] = None, supersample: int = 2, held_out=(),
-                    realism: Optional[dict] = None, exact_fraction: float = 0.25) -> Scene:
+                    realism: Optional[dict] = None, exact_fraction: float = 0.25, offtrack: int = 0) -> Scene:
     """A random robot sequence through procedural world ``seed`` (see the module docstring).
 
     Frames are rendered with ``supersample`` x ``supersample`` samples per pixel: a real camera
     integrates over the pixel, point-sampled textures alias.
 
     ``sensor_strength``: 0 = exact frames, 1 = Kinect-like; ``None`` draws it (a share
-    ``exact_fraction`` of the scenes exact, the others between 0.3 and 1.2). Raises ``ValueError`` when no loop fits the world.
+    ``exact_fraction`` of the scenes exact, the others between 0.3 and 1.2). ``offtrack``:
+    off-trajectory targets appended after the path frames (see the module docstring; drawn
+    from their own generator, so the path frames are the same bytes with or without them).
+    Raises ``ValueError`` when no loop fits the world.
     """
     from worldfm_ros.core.synthetic.generate import generate_world
     from worldfm_ros.core.synthetic.trajectory import DEFAULT_CAMERA_TO_BASE, plan_loop
@@ -158,6 +211,7 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
     # near and far references as on a robot that comes back.
     passes = 1 if rng.random() < 0.4 else 2
     poses, stamps, clock = [], [], []  # clock: frame time of the drifts (a gap between passes)
+    bases, rigs = [], []  # per path frame: base pose and camera_to_base (off-trajectory targets)
     for p in range(passes):
         camera_to_base = DEFAULT_CAMERA_TO_BASE @ _rot_x(-rng.uniform(-0.15, 0.45)) @ _rot_z(rng.normal(0, 0.05))
         try:
@@ -174,17 +228,30 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
         else:
             index = int(rng.integers(span - stride * (m - 1))) + stride * np.arange(m)
         poses += list(traj.T_world_cam[index])
+        bases += list(traj.T_world_base[index])
+        rigs += [traj.camera_to_base] * len(index)
         offset = stamps[-1] + 1.0 if stamps else 0.0
         stamps += list(offset + np.arange(m) * stride / 15.0)
         clock += list(p * (n_frames + 150) + np.arange(m))
     n = len(poses)
+    n_path = n
+    if offtrack:
+        off_rng = np.random.default_rng([int(seed), 0x0FF7, 1])
+        bases_a = np.stack(bases)
+        for T, i in offtrack_poses(world, bases_a, rigs[0], int(offtrack), off_rng):
+            # Keep the path frame's rig: re-attach with its own camera_to_base.
+            T = T @ np.linalg.inv(rigs[0]) @ rigs[i]
+            poses.append(T)
+            stamps.append(stamps[i])
+            clock.append(clock[i])
+        n = len(poses)
     if sensor_strength is None:
         sensor_strength = 0.0 if rng.random() < exact_fraction else float(rng.uniform(0.3, 1.2))
     sensor = SensorModel.draw(rng, sensor_strength)
     # Slow drifts (strength-scaled): pose error as a tracker's, auto-exposure.
     s = float(sensor_strength)
     r = dict(REALISM, **(realism or {}))
-    span = clock[-1] + 1
+    span = max(clock) + 1  # off-trajectory targets reuse their path frame's clock
     drift_t = smooth_drift(rng, span, 3, rng.uniform(0.0, r["drift_t"]) * s)[clock]  # [m]
     drift_r = smooth_drift(rng, span, 3, math.radians(rng.uniform(0.0, r["drift_r_deg"])) * s)[clock]  # [rad]
     drift_exposure = smooth_drift(rng, span, 1, rng.uniform(0.0, r["drift_exposure"]) * s)[clock]
@@ -214,7 +281,7 @@ def synthetic_scene(seed: int, *, width: int = 320, height: int = 240, n_frames:
             depth = sensor.depth(depth, rng)
             T = T @ _small_motion(drift_r[i], drift_t[i])  # the pose the tracker reports
         frames.append(Keyframe(colour, depth, K, T, float(stamps[i])))
-    return Scene.build(frames, f"synthetic:{seed}", held_out)
+    return Scene.build(frames, f"synthetic:{seed}", held_out, offtrack=range(n_path, n))
 
 
 def dataset_scene(path, format: str, *, scale: float = 0.5, exclude_eval_targets: bool = True,
@@ -260,10 +327,15 @@ def make_sample(scene: Scene, index: int, k: int, *, memory: int = 0, drop: int 
     return Sample(bundle, rgb)
 
 
-def random_sample(scene: Scene, rng: np.random.Generator, k: int, device="cpu") -> Sample:
-    """A random training sample: random target (not held out), random memory policy, and
-    sometimes fewer references (so hole filling is learned)."""
-    candidates = [i for i in range(len(scene.frames)) if i not in scene.held_out]
+def random_sample(scene: Scene, rng: np.random.Generator, k: int, device="cpu",
+                  offtrack_fraction: float = 0.0) -> Sample:
+    """A random training sample: random target (not held out; with probability
+    ``offtrack_fraction`` one of the scene's off-trajectory targets), random memory policy,
+    and sometimes fewer references (so hole filling is learned)."""
+    if scene.offtrack and rng.random() < offtrack_fraction:
+        candidates = sorted(scene.offtrack)
+    else:
+        candidates = [i for i in range(len(scene.frames)) if i not in scene.held_out]
     index = int(candidates[int(rng.integers(len(candidates)))])
     memory = int(rng.integers(len(scene.memories)))
     r = rng.random()

@@ -189,6 +189,11 @@ class ModelConfig:
     distance_prior: bool = False
     global_context: bool = False
     misalignment_input: bool = False
+    #: Holes are filled with a push-pull continuation of the blended references (as the
+    #: geometric renderer fills them) plus a learned correction, instead of a colour painted
+    #: from context (checkpoints written before it read as ``False``). Off-trajectory views
+    #: have large never-seen regions: the painted fill was a flat grey there.
+    pushpull_fill: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -368,11 +373,14 @@ class FrameModel(nn.Module):
         z = F.relu(self.head_ref(feats).view(B, K, c, hp, wp) + self.head_ctx(ctx)[:, None])
         heads = self.head_out(z.view(B * K, c, hp, wp)).view(B, K, -1, hp, wp)
         fill = self.fill_head(ctx)  # [B, 7, hp, wp]
+        extra = []
+        if self.config.pushpull_fill:  # the usable references' blend continued into the holes
+            extra = [_push_pull(mean_rgb[:, 0], (u5.sum(1) > 0).float())]  # [B, 3, hp, wp]
         ref_logits = heads[:, :, 0]
         if self.distance_scale is not None:
             distance_gate = (self.distance_scale + heads[:, :, 2]).clamp(-10.0, 5.0).exp()
             ref_logits = ref_logits - distance_gate * farther.view(B, K, hp, wp)
-        maps = torch.cat([ref_logits, heads[:, :, 1], fill], dim=1)
+        maps = torch.cat([ref_logits, heads[:, :, 1], fill] + extra, dim=1)
         # Samples -> full resolution (align_corners: sample i sits at pixel s * i). Only the
         # h x w samples that reach the image are upsampled (the U-Net padding is dropped
         # first: the same values, as the scale (h - 1) / (s (h - 1)) is 1 / s either way).
@@ -390,7 +398,10 @@ class FrameModel(nn.Module):
         best = penalty.masked_fill(unusable, 1e4).amin(1, keepdim=True)
         logits = (maps[:, :K] - penalty + best).masked_fill_(unusable, -30.0)
         weights = torch.softmax(torch.cat([logits, maps[:, 2 * K:2 * K + 1]], dim=1), dim=1)  # [B, K+1, H, W]
-        fill_rgb = torch.sigmoid(maps[:, 2 * K + 1:2 * K + 4])
+        if self.config.pushpull_fill:  # continuation + learned correction (maps' last 3 channels)
+            fill_rgb = (maps[:, 2 * K + 7:2 * K + 10] + 0.5 * torch.tanh(maps[:, 2 * K + 1:2 * K + 4])).clamp(0.0, 1.0)
+        else:
+            fill_rgb = torch.sigmoid(maps[:, 2 * K + 1:2 * K + 4])
         residual = self.config.residual_scale * torch.tanh(maps[:, 2 * K + 4:2 * K + 7])
         rgb = torch.addcmul(residual, weights[:, K:K + 1], fill_rgb)
         for i in range(K):  # in place, slot by slot: no [B, K, 3, H, W] temporary
@@ -402,6 +413,31 @@ class FrameModel(nn.Module):
             detail = self.refine(torch.cat([rgb, peak], dim=1).contiguous(memory_format=torch.channels_last))
             rgb = rgb + detail.contiguous()
         return rgb.clamp(0.0, 1.0)
+
+
+def _push_pull(colour: torch.Tensor, weight: torch.Tensor, max_levels: int = 8) -> torch.Tensor:
+    """Batched push-pull fill (as :func:`worldfm_ros.core.renderers.hole_filling.push_pull`):
+    ``colour [B, C, h, w]`` where ``weight [B, 1, h, w]`` is 1, filled from the surroundings
+    elsewhere; a view with no weight at all comes out 0.5."""
+    c, w = colour * weight, weight
+    pyramid = []
+    for _ in range(max_levels):
+        pyramid.append((c, w))
+        if min(c.shape[-2:]) <= 1:
+            break
+        c = F.avg_pool2d(c, 2, ceil_mode=True)
+        w = F.avg_pool2d(w, 2, ceil_mode=True)
+        scale = torch.clamp(w * 4.0, max=1.0) / w.clamp(min=1e-12)  # a partly known cell counts as known
+        c, w = c * scale, w * scale
+    top_c, top_w = pyramid[-1]
+    # The coarsest level's mean over the view (0.5 where nothing is known) behind everything.
+    mean = top_c.sum((2, 3), keepdim=True) / top_w.sum((2, 3), keepdim=True).clamp(min=1e-12)
+    mean = torch.where(top_w.sum((2, 3), keepdim=True) > 0, mean, torch.full_like(mean, 0.5))
+    filled = top_c + (1.0 - top_w) * mean
+    for c, w in reversed(pyramid[:-1]):
+        up = F.interpolate(filled, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        filled = c + (1.0 - w) * up  # c is premultiplied by w
+    return filled
 
 
 def view_misalignment(mean_rgb: torch.Tensor, spread: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -475,6 +511,7 @@ def load_checkpoint(path, device="cpu") -> tuple[FrameModel, dict]:
         config.setdefault("distance_prior", "distance_scale" in payload["state_dict"])
         config.setdefault("global_context", False)
         config.setdefault("misalignment_input", False)
+        config.setdefault("pushpull_fill", False)
         model = FrameModel(ModelConfig(**config))
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

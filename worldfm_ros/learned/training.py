@@ -33,6 +33,7 @@ from worldfm_ros.learned.data import (
     SyntheticPool,
     VALIDATION_SEED_BASE,
     dataset_scene,
+    make_sample,
     protocol_samples,
     random_sample,
     synthetic_scene,
@@ -74,6 +75,12 @@ class TrainConfig:
         resume: continue from ``out_dir/last.pt`` if it exists.
         device: ``cpu`` or ``cuda``.
         model: architecture of a fresh model.
+        offtrack: off-trajectory targets per synthetic scene (training and validation worlds;
+            see :mod:`worldfm_ros.learned.data`); 0 = none (the leave-one-out recipe).
+        offtrack_fraction: share of synthetic samples whose target is off-trajectory.
+        pushpull_fill: with ``init``: give the loaded model the push-pull hole fill
+            (:attr:`ModelConfig.pushpull_fill`) if it lacks it; its other weights are kept and
+            the fill colour head restarts at "continue the references".
     """
 
     out_dir: Path
@@ -101,6 +108,23 @@ class TrainConfig:
     resume: bool = True
     device: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
+    offtrack: int = 0
+    offtrack_fraction: float = 0.0
+    pushpull_fill: bool = False
+
+
+def with_pushpull_fill(model: FrameModel) -> FrameModel:
+    """A copy of ``model`` with :attr:`ModelConfig.pushpull_fill` on: every weight kept, the
+    fill colour outputs (which meant a sigmoid colour, now a correction of the continuation)
+    restarted near zero, so the copy starts as "the references' blend, continued into the holes"."""
+    from dataclasses import replace
+
+    new = FrameModel(replace(model.config, pushpull_fill=True))
+    new.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        new.fill_head.weight[1:4].normal_(0.0, 1e-4)
+        new.fill_head.bias[1:4].zero_()
+    return new
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -177,8 +201,9 @@ class Sources:
             self.scenes.append(scene)
         if config.synthetic:
             log(f"generating {config.pool_size} synthetic scenes ...")
+            options = {"offtrack": config.offtrack} if config.offtrack else {}
             self.pool = SyntheticPool(config.pool_size, stream=config.seed, counter=counter,
-                                      exact_fraction=config.exact_fraction)
+                                      exact_fraction=config.exact_fraction, **options)
         if self.pool is None and not self.scenes:
             raise ValueError("no training source: enable synthetic worlds or give --data")
 
@@ -192,6 +217,8 @@ class Sources:
             scene = self.pool.scenes[int(self.rng.integers(len(self.pool.scenes)))]
         else:
             scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
+        if use_synthetic and self.config.offtrack:
+            return random_sample(scene, self.rng, self.k, offtrack_fraction=self.config.offtrack_fraction)
         return random_sample(scene, self.rng, self.k)
 
     def validation_set(self) -> list[Sample]:
@@ -202,10 +229,13 @@ class Sources:
             for n in range(self.config.val_scenes):
                 seed = VALIDATION_SEED_BASE + n
                 # Alternately a simulated sensor and exact frames: the model must serve both.
-                probe = synthetic_scene(seed, sensor_strength=0.7 if n % 2 == 0 else 0.0)
-                held = [i for i in range(len(probe.frames)) if is_target(i)]
-                scene = Scene.build(probe.frames, probe.name, held)
+                probe = synthetic_scene(seed, sensor_strength=0.7 if n % 2 == 0 else 0.0, offtrack=self.config.offtrack)
+                path = [i for i in range(len(probe.frames)) if i not in probe.offtrack]
+                held = [i for i in path if is_target(i)]
+                scene = Scene.build(probe.frames, probe.name, held, offtrack=probe.offtrack)
                 samples += protocol_samples(scene, self.k, memories=(0, 1))  # node default + sparse
+                if scene.offtrack:
+                    samples += [make_sample(scene, i, self.k) for i in sorted(scene.offtrack)]
         return samples
 
 
@@ -295,6 +325,9 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], No
     elif config.init is not None:
         model, payload = load_checkpoint(config.init, device)
         log(f"fine-tuning from {config.init} (step {payload['extra'].get('step', '?')} of its run)")
+        if config.pushpull_fill and not model.config.pushpull_fill:
+            model = with_pushpull_fill(model).to(device)
+            log("push-pull hole fill added; fill colour head restarts at the continuation")
     else:
         model = FrameModel(config.model).to(device)
     model.train()
