@@ -181,7 +181,10 @@ def prefix_data_files(staging: Path) -> list[tuple[str, list[str]]]:
         rel = path.relative_to(staging)
         top = rel.parts[0]
         if top == "lib" and len(rel.parts) > 1 and rel.parts[1].startswith("python"):
-            continue  # the Python package travels as package files, not data
+            if len(rel.parts) > 3 and rel.parts[3] == PACKAGE:
+                continue  # the Python package travels as package files, not data
+            # Other generated Python packages (the vendored tf2_msgs, cmake/vendor_tf2_msgs.cmake)
+            # go to the environment's site-packages as data.
         if top not in ("lib", "share", "include"):
             continue
         if rel.as_posix() == f"share/{PACKAGE}/package.xml":
