@@ -30,8 +30,8 @@ def test_forward_and_yaw_drive_an_exact_circle():
 
 
 def test_step_length_does_not_matter():
-    a = SimBase(yaw_pose(1, 2, 0.3), cmd_timeout=10.0)
-    b = SimBase(yaw_pose(1, 2, 0.3), cmd_timeout=10.0)
+    a = SimBase(yaw_pose(1, 2, 0.3), cmd_timeout=10.0, motion="free")
+    b = SimBase(yaw_pose(1, 2, 0.3), cmd_timeout=10.0, motion="free")
     for s in (a, b):
         s.command([0.3, 0.1, 0.05], [0.1, -0.2, 0.4], now=0.0)
     a.step(0.9)
@@ -41,7 +41,7 @@ def test_step_length_does_not_matter():
 
 
 def test_lateral_and_vertical_motion_are_in_the_body_frame():
-    base = SimBase(yaw_pose(0, 0, math.pi / 2), cmd_timeout=10.0)
+    base = SimBase(yaw_pose(0, 0, math.pi / 2), cmd_timeout=10.0, motion="free")
     base.command([0.0, 1.0, 0.5], [0, 0, 0], now=0.0)
     base.step(1.0)
     T = base.step(2.0)

@@ -37,6 +37,7 @@ from worldfm_ros.core.errors import (
 from worldfm_ros.core.image_ops import downscale_rgbd
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.memory import KeyframeMemory, MemoryConfig, depth_samples
+from worldfm_ros.core.occupancy_map import OccupancyMap
 from worldfm_ros.core.pose import invert_pose, validate_pose_matrix
 from worldfm_ros.core.renderers.base import Renderer, RenderResult, references_per_view, render_batch
 
@@ -73,6 +74,8 @@ class WorldServiceConfig:
             resampled onto the colour camera's grid and the keyframe gets the colour camera's
             intrinsics (:mod:`worldfm_ros.core.colour_registration`; Kinect v1 raw streams:
             about 0.9).
+        map_resolution, map_min_height, map_max_height, map_floor_z, map_free_max_height: the
+            occupancy map's cell side and height band [m] (:class:`~.occupancy_map.OccupancyMap`).
     """
 
     backend: str = "geometric"
@@ -85,12 +88,24 @@ class WorldServiceConfig:
     world_path: str = ""
     max_render_side: int = MAX_RENDER_SIDE
     colour_focal_ratio: float = 1.0
+    map_resolution: float = 0.05
+    map_min_height: float = 0.05
+    map_max_height: float = 1.5
+    map_floor_z: float = 0.0
+    map_free_max_height: float = 0.5
 
     def __post_init__(self) -> None:
         validate_image_size(self.keyframe_width, self.keyframe_height)
         validate_image_size(self.max_render_side, self.max_render_side)
         register_to_colour(np.zeros((1, 1), np.float32), Intrinsics(1.0, 1.0, 0.0, 0.0, 1, 1),
                            self.colour_focal_ratio)  # raises ValueError on a bad ratio
+        self.occupancy_map()  # raises InvalidMapOptionError (a ValueError) on bad map options
+
+    def occupancy_map(self) -> OccupancyMap:
+        """A new, empty occupancy map with these options."""
+        return OccupancyMap(resolution=self.map_resolution, min_height=self.map_min_height,
+                            max_height=self.map_max_height, floor_z=self.map_floor_z,
+                            free_max_height=self.map_free_max_height)
 
 
 @dataclass
@@ -158,6 +173,9 @@ class WorldService:
         self._lock = threading.Lock()
         self._world_file = None
         self._loading = False
+        # The 2-D map of the remembered world, kept in step with the memory: each inserted
+        # keyframe is integrated (also when a world file loads), an evicted one taken back out.
+        self.occupancy_map = config.occupancy_map()
         self.memory = KeyframeMemory(config.memory, on_insert=self._persist_insert, on_evict=self._persist_evict)
         self.persist_errors = 0
         self.evicted_while_loading = 0
@@ -182,6 +200,7 @@ class WorldService:
                          self.config.memory.max_keyframes)
 
     def _persist_insert(self, keyframe: Keyframe) -> None:
+        self.occupancy_map.integrate(keyframe)
         if self._world_file is not None and not self._loading:
             try:
                 self._world_file.append(keyframe)
@@ -190,6 +209,7 @@ class WorldService:
                 _log.error("could not commit keyframe %d to %s: %s", keyframe.id, self.config.world_path, error)
 
     def _persist_evict(self, keyframe_id: int) -> None:
+        self.occupancy_map.remove(keyframe_id)
         if self._loading:
             # A world file larger than memory.max_keyframes: memory keeps the least redundant
             # keyframes, the file the user saved stays whole.
@@ -274,8 +294,22 @@ class WorldService:
         """Forget every keyframe and empty the world file, if any."""
         with self._lock:
             self.memory.clear()
+            self.occupancy_map.clear()
             if self._world_file is not None:
                 self._world_file.clear()
+
+    def load_keyframes(self, keyframes) -> int:
+        """Insert ``keyframes`` unconditionally, as loading a world file does (ids kept, the
+        cap enforced, the map updated), without committing them to the world file; returns
+        the keyframe count. For a world read with :func:`~.world_file.read_world`."""
+        with self._lock:
+            self._loading = True
+            try:
+                for keyframe in keyframes:
+                    self.memory.add(keyframe)
+            finally:
+                self._loading = False
+            return len(self.memory)
 
     def save(self, path: str) -> int:
         """Write a complete world file at exactly ``path``; returns the keyframe count.
