@@ -74,27 +74,37 @@ def bench_ingest(frames: list[Keyframe]) -> tuple[WorldService, float]:
 
 
 def bench_render(world: WorldService, targets: list[np.ndarray], camera: Intrinsics, backends: list[str],
-                 sizes: list[tuple[int, int]], repeats: int, device: str) -> dict:
-    """ms/view (retrieval + render, one view per call) per backend and size."""
+                 sizes: list[tuple[int, int]], repeats: int, device: str, runtimes: tuple = ("torch",)) -> dict:
+    """ms/view (retrieval + render, one view per call) per backend and size. The learned
+    backend is measured once per runtime (``learned[onnxruntime]``, ...; plain ``learned``
+    for torch alone). Renderers take turns view by view, so load from other jobs hits
+    them alike."""
     out: dict = {}
     for width, height in sizes:
         K = camera.resized(width, height)
+        entries = []  # (label, renderer, references per view)
         for name in backends:
-            renderer = make_renderer(name, device)
-            k = world.references_per_view(renderer)
-            refs_per_target = [world.retrieve(T, K, k) for T in targets]
-            renderer.render(refs_per_target[0], targets[0][None], K)  # warm-up (allocations, caches)
-            ms, cpu_ms = [], []
-            for _ in range(repeats):
-                for T in targets:
+            for runtime in (runtimes if name == "learned" else (None,)):
+                options = {"runtime": runtime, "fallback": False} if runtime else {}
+                label = f"{name}[{runtime}]" if runtime and tuple(runtimes) != ("torch",) else name
+                renderer = make_renderer(name, device, **options)
+                entries.append((label, renderer, world.references_per_view(renderer)))
+        for _, renderer, k in entries:
+            renderer.render(world.retrieve(targets[0], K, k), targets[0][None], K)  # warm-up (allocations, caches)
+        ms = {label: [] for label, _, _ in entries}
+        cpu_ms = {label: [] for label, _, _ in entries}
+        for _ in range(repeats):
+            for T in targets:
+                for label, renderer, k in entries:
                     t0, c0 = time.perf_counter(), time.process_time()
                     refs = world.retrieve(T, K, k)
                     renderer.render(refs, T[None], K)
-                    ms.append((time.perf_counter() - t0) * 1e3)
-                    cpu_ms.append((time.process_time() - c0) * 1e3)
-            p50, p95 = _percentiles(ms)
-            out[f"{name}@{width}x{height}"] = {"p50_ms": p50, "p95_ms": p95, "cpu_p50_ms": float(np.median(cpu_ms)),
-                                               "views": len(ms)}
+                    ms[label].append((time.perf_counter() - t0) * 1e3)
+                    cpu_ms[label].append((time.process_time() - c0) * 1e3)
+        for label, _, _ in entries:
+            p50, p95 = _percentiles(ms[label])
+            out[f"{label}@{width}x{height}"] = {"p50_ms": p50, "p95_ms": p95,
+                                                "cpu_p50_ms": float(np.median(cpu_ms[label])), "views": len(ms[label])}
     return out
 
 
@@ -163,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="passes over the targets per size")
     p.add_argument("--retrieval-counts", type=int, nargs="+", default=[100, 1000, 10000])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--runtime", nargs="+", default=["torch"], choices=("torch", "onnxruntime", "tensorrt"),
+                   help="runtimes of the learned backend, measured side by side (docs/deployment.md)")
+    p.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="render sizes WxH")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a shared 2-core machine more threads stall each other)")
     p.add_argument("--seed", type=int, default=0)
@@ -197,7 +210,8 @@ def main(argv=None) -> int:
 
         targets.append(interpolate_pose(a.T_world_cam, b.T_world_cam, 0.5))
     targets = targets[: args.targets]
-    render = bench_render(world, targets, camera, args.backend, [(320, 240), (640, 480)], args.repeats, args.device)
+    sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes]
+    render = bench_render(world, targets, camera, args.backend, sizes, args.repeats, args.device, tuple(args.runtime))
     print(f"\nload average while rendering: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(CPU ms: all threads of this process, a proxy that other jobs disturb less)")
     print("| backend @ size | p50 ms/view | p95 ms/view | p50 CPU ms/view | x nearest (p50) |\n|---|---|---|---|---|")

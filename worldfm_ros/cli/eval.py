@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-translation", type=float, default=0.05, help="pose policy threshold [m]")
     p.add_argument("--min-rotation-deg", type=float, default=5.0, help="pose policy threshold [deg]")
     p.add_argument("--model", type=Path, help="checkpoint for the learned backend (default: shipped model)")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime", "tensorrt"),
+                   help="runtime of the learned backend's network (docs/deployment.md)")
+    p.add_argument("--onnx", type=Path, help="ONNX export for --runtime onnxruntime (default: export the checkpoint "
+                                             "into ~/.cache/worldfm_ros on first use)")
     p.add_argument("--max-frames", type=int, help="use only the first N frames (quick checks)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a shared 2-core machine more threads stall each other)")
@@ -122,6 +126,8 @@ def main(argv=None) -> int:
         backends = {}
         for name in args.backend:
             options = {"model_path": args.model} if (name == "learned" and args.model) else {}
+            if name == "learned":  # a measurement never falls back silently: a bad runtime is an error
+                options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False)
             backends[name] = make_renderer(name, args.device, **options)
         # The node's own world service: same insertion policy, downscaling and retrieval.
         width, height = frames[0].intrinsics.size
@@ -208,6 +214,8 @@ def _offtrajectory(args, parser) -> int:
         backends = {}
         for name in args.backend:
             options = {"model_path": args.model} if (name == "learned" and args.model) else {}
+            if name == "learned":  # a measurement never falls back silently: a bad runtime is an error
+                options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False)
             backends[name] = make_renderer(name, args.device, **options)
         width, height = memory[0].intrinsics.size
         world = WorldService(

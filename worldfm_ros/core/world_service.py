@@ -64,6 +64,10 @@ class WorldServiceConfig:
         backend_fallback: if the backend or device cannot be set up (missing model, no CUDA),
             fall back to ``geometric`` on ``cpu`` with a warning instead of failing.
         model_path: checkpoint of the learned backend (empty = the shipped default).
+        learned_runtime, learned_onnx_path, learned_engine_path, learned_precision,
+            learned_cache_dir: how the learned backend runs its network (``torch`` |
+            ``onnxruntime`` | ``tensorrt``; see :mod:`worldfm_ros.learned.runtime`); a runtime
+            that cannot be set up falls back to ``torch`` with a warning under ``backend_fallback``.
         keyframe_width, keyframe_height: frames are stored downscaled to fit in this box,
             aspect ratio kept, never upscaled [px].
         memory: insertion / retrieval / eviction policy parameters.
@@ -82,6 +86,11 @@ class WorldServiceConfig:
     device: str = "cpu"
     backend_fallback: bool = True
     model_path: str = ""
+    learned_runtime: str = "torch"
+    learned_onnx_path: str = ""
+    learned_engine_path: str = ""
+    learned_precision: str = "fp32"
+    learned_cache_dir: str = ""
     keyframe_width: int = 320
     keyframe_height: int = 240
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -135,8 +144,14 @@ def build_renderer(config: WorldServiceConfig) -> tuple[Renderer, str, list[str]
             warnings.append("device 'cuda' requested but CUDA is not available: using cpu")
             device = "cpu"
     options = {"model_path": config.model_path} if config.backend == "learned" and config.model_path else {}
+    if config.backend == "learned":
+        options.update(runtime=config.learned_runtime, onnx_path=config.learned_onnx_path,
+                       engine_path=config.learned_engine_path, precision=config.learned_precision,
+                       cache_dir=config.learned_cache_dir, fallback=config.backend_fallback)
     try:
-        return make_renderer(config.backend, device=device, **options), config.backend, warnings
+        renderer = make_renderer(config.backend, device=device, **options)
+        warnings.extend(getattr(renderer, "runtime_warnings", []))
+        return renderer, config.backend, warnings
     except (ModelLoadError, ImportError, OSError, RuntimeError) as error:
         if not config.backend_fallback or config.backend == "geometric":
             if isinstance(error, ModelLoadError):

@@ -27,6 +27,8 @@ NODE_NAME = "worldfm_node"
 
 BACKENDS = ("geometric", "nearest", "learned")
 DEVICES = ("cpu", "cuda")
+RUNTIMES = ("torch", "onnxruntime", "tensorrt")  # worldfm_ros.learned.runtime.RUNTIMES (torch-free import here)
+PRECISIONS = ("fp32", "fp16")
 
 
 #: Stands for a value rclpy did not hand back (its exceptions carry only a message).
@@ -154,6 +156,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend_fallback", True, bool,
               "Fall back to the geometric backend on cpu when the requested backend or device cannot be set up"),
     ParamSpec("model_path", "", str, "Checkpoint of the learned backend; empty = the shipped default"),
+    ParamSpec("learned.runtime", "torch", str,
+              "Runtime of the learned backend's network: torch, onnxruntime (CPU, CUDA or TensorRT provider by "
+              "device and availability) or tensorrt (a TensorRT engine, learned.engine_path); falls back to torch "
+              "with a warning under backend_fallback", choices=RUNTIMES),
+    ParamSpec("learned.onnx_path", "", str,
+              "ONNX export of the checkpoint for runtime onnxruntime (worldfm-export --onnx); empty = export "
+              "it into learned.cache_dir on first use"),
+    ParamSpec("learned.engine_path", "", str, "TensorRT engine for runtime tensorrt (worldfm-export --tensorrt)"),
+    ParamSpec("learned.precision", "fp32", str, "Precision of the TensorRT provider (onnxruntime on cuda)",
+              choices=PRECISIONS),
+    ParamSpec("learned.cache_dir", "", str,
+              "Exported ONNX files and TensorRT provider engines; empty = ~/.cache/worldfm_ros"),
     ParamSpec("autostart", True, bool, "Configure and activate the lifecycle node at start-up"),
     ParamSpec("camera.colour_focal_ratio", 1.0, float,
               "Colour camera focal length / camera_info's, for RGB-D sensors whose depth is not registered to "
@@ -195,6 +209,11 @@ class NodeConfig:
     retrieval_k: int = 4
     backend_fallback: bool = True
     model_path: str = ""
+    learned_runtime: str = "torch"
+    learned_onnx_path: str = ""
+    learned_engine_path: str = ""
+    learned_precision: str = "fp32"
+    learned_cache_dir: str = ""
     autostart: bool = True
     camera_colour_focal_ratio: float = 1.0
 
@@ -229,6 +248,11 @@ class NodeConfig:
             device=self.device,
             backend_fallback=self.backend_fallback,
             model_path=self.model_path,
+            learned_runtime=self.learned_runtime,
+            learned_onnx_path=self.learned_onnx_path,
+            learned_engine_path=self.learned_engine_path,
+            learned_precision=self.learned_precision,
+            learned_cache_dir=self.learned_cache_dir,
             keyframe_width=self.keyframe_width,
             keyframe_height=self.keyframe_height,
             memory=MemoryConfig(

@@ -9,6 +9,11 @@ pixel, 0 elsewhere; ``covered`` marks those pixels (not the painted ones).
 Deterministic: the same poses, intrinsics and references give the same bytes (every step is
 order-independent or sequential; the network runs in inference mode).
 
+The network runs through a *runtime* (:mod:`worldfm_ros.learned.runtime`): PyTorch (default),
+ONNX Runtime (CPU, CUDA or TensorRT provider) or a TensorRT engine; the warp always runs in
+numba/OpenCV on the CPU and in torch on CUDA. :meth:`LearnedRenderer.render_batch` warps each
+view and runs the network once on the whole batch.
+
 Constructing one tunes the process's allocator (:mod:`worldfm_ros.core.allocator`): a view's
 tens of MB of temporaries then reuse freed memory instead of page-faulting fresh pages.
 """
@@ -37,22 +42,37 @@ class LearnedRenderer:
     Args:
         device: ``cpu`` or ``cuda``.
         model_path: checkpoint file; ``None`` = :data:`DEFAULT_MODEL_PATH`.
+        runtime: ``torch`` | ``onnxruntime`` | ``tensorrt`` (see :mod:`worldfm_ros.learned.runtime`).
+        onnx_path: ONNX export for ``onnxruntime``; ``None`` = export the checkpoint into
+            ``cache_dir`` on first use.
+        engine_path: TensorRT engine for ``tensorrt``.
+        precision: ``fp32`` | ``fp16`` (TensorRT provider).
+        cache_dir: exported files and engines; ``None`` = ``~/.cache/worldfm_ros``.
+        fallback: a runtime that cannot be set up becomes ``torch`` with a warning
+            (``runtime_warnings``) instead of raising.
 
     Raises :class:`~worldfm_ros.core.errors.ModelLoadError` (naming the file) when the
-    checkpoint is missing, damaged, foreign or of another version.
+    checkpoint is missing, damaged, foreign or of another version, and (without
+    ``fallback``) when the runtime's file is.
     """
 
     name = "learned"
 
-    def __init__(self, device: str = "cpu", model_path: Optional[str] = None):
+    def __init__(self, device: str = "cpu", model_path: Optional[str] = None, *, runtime: str = "torch",
+                 onnx_path: Optional[str] = None, engine_path: Optional[str] = None, precision: str = "fp32",
+                 cache_dir: Optional[str] = None, fallback: bool = True):
         from worldfm_ros.core.allocator import keep_freed_memory
         from worldfm_ros.learned.model import load_checkpoint
+        from worldfm_ros.learned.runtime import make_runtime
 
         keep_freed_memory()  # a view's arrays reuse freed memory, not fresh pages (see module)
 
         self.device = torch.device(device)
         self.model_path = Path(model_path) if model_path else DEFAULT_MODEL_PATH
         self.model, payload = load_checkpoint(self.model_path, self.device)
+        self.runtime, self.runtime_warnings = make_runtime(
+            runtime, self.model, self.model_path, device=device, onnx_path=onnx_path or None,
+            engine_path=engine_path or None, precision=precision, cache_dir=cache_dir or None, fallback=fallback)
         self.k = self.model.k
         #: The model's reference slots: the node retrieves this many references per view.
         self.references_per_view = self.k
@@ -64,8 +84,6 @@ class LearnedRenderer:
         T_world_cam: np.ndarray,  # [B, 4, 4] target camera optical poses
         intrinsics: Intrinsics,  # shared by all targets; gives the output size
     ) -> RenderResult:
-        from worldfm_ros.learned.warp import select_references, warp_references
-
         if not isinstance(intrinsics, Intrinsics):
             raise InvalidIntrinsicsError(f"intrinsics must be an Intrinsics, got {type(intrinsics).__name__}",
                                          intrinsics)
@@ -77,22 +95,55 @@ class LearnedRenderer:
         refs = list(references)
         if not refs:
             raise EmptyMemoryError("no reference keyframes to render from", 0)
-        B, H, W = len(poses), intrinsics.height, intrinsics.width
-        rgb = np.empty((B, H, W, 3), np.uint8)
-        depth = np.zeros((B, H, W), np.float32)
-        covered = np.zeros((B, H, W), bool)
-        used: dict[int, None] = {}
+        views = [self._view(refs, pose, intrinsics) for pose in poses]
+        result = self._finish(views, intrinsics)
+        result.reference_ids_per_view = None
+        return result
+
+    def render_batch(
+        self,
+        references_per_view: Sequence[Sequence[Keyframe]],  # B lists of references
+        T_world_cam: np.ndarray,  # [B, 4, 4] target camera optical poses
+        intrinsics: Intrinsics,  # shared by all targets; gives the output size
+    ) -> RenderResult:
+        """View ``b`` from ``references_per_view[b]``: every view warped, then the network
+        run once on the whole batch. The same images as one :meth:`render` per view (the
+        network's batch items are independent; PyTorch's CPU kernels give the same bytes)."""
+        from worldfm_ros.core.renderers.base import _check_batch
+
+        if not isinstance(intrinsics, Intrinsics):
+            raise InvalidIntrinsicsError(f"intrinsics must be an Intrinsics, got {type(intrinsics).__name__}",
+                                         intrinsics)
+        poses = _check_batch(references_per_view, T_world_cam)
+        views = [self._view(list(refs), pose, intrinsics) for refs, pose in zip(references_per_view, poses)]
+        return self._finish(views, intrinsics)
+
+    def _view(self, refs: list, pose: np.ndarray, intrinsics: Intrinsics) -> tuple:
+        """``(chosen references, warp bundle)`` of one target view."""
+        from worldfm_ros.learned.warp import select_references, warp_references
+
+        pose = validate_pose_matrix(pose)
+        chosen = select_references(refs, pose, self.k)
         with torch.inference_mode():
-            for b, pose in enumerate(poses):
-                pose = validate_pose_matrix(pose)
-                chosen = select_references(refs, pose, self.k)
-                for r in chosen:
-                    used.setdefault(r.id, None)
-                bundle = warp_references(chosen, pose, intrinsics, self.k, self.device)
-                out = self.model(bundle)[0]  # [3, H, W]
-                rgb[b] = (out * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-                cov = bundle.covered[0].cpu().numpy()
-                covered[b] = cov
-                depth[b] = np.where(cov, bundle.depth[0, 0].cpu().numpy(), 0.0)
+            return chosen, warp_references(chosen, pose, intrinsics, self.k, self.device)
+
+    def _finish(self, views: list, intrinsics: Intrinsics) -> RenderResult:
+        """Run the network on the views' bundles (one batch) and assemble the result."""
+        from worldfm_ros.learned.warp import WarpBundle
+
+        B, H, W = len(views), intrinsics.height, intrinsics.width
+        with torch.inference_mode():
+            bundle = views[0][1] if B == 1 else WarpBundle.stack([v[1] for v in views])
+            out = self.runtime(bundle)  # [B, 3, H, W]
+            rgb = (out * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            covered = bundle.covered.cpu().numpy()
+            depth = np.where(covered, bundle.depth[:, 0].cpu().numpy(), np.float32(0.0)).astype(np.float32)
+        used: dict[int, None] = {}
+        per_view = []
+        for chosen, _ in views:
+            per_view.append([int(r.id) for r in chosen])
+            for i in per_view[-1]:
+                used.setdefault(i, None)
         coverage = covered.reshape(B, -1).mean(axis=1).astype(np.float32)
-        return RenderResult(rgb=rgb, depth=depth, covered=covered, coverage=coverage, reference_ids=list(used))
+        return RenderResult(rgb=rgb, depth=depth, covered=covered, coverage=coverage, reference_ids=list(used),
+                            reference_ids_per_view=per_view)
