@@ -27,6 +27,8 @@ NODE_NAME = "worldfm_node"
 
 BACKENDS = ("geometric", "nearest", "learned")
 DEVICES = ("cpu", "cuda")
+#: Motion models of the simulated base (``sim.motion``).
+SIM_MOTIONS = ("planar", "free")
 RUNTIMES = ("torch", "onnxruntime", "tensorrt")  # worldfm_ros.learned.runtime.RUNTIMES (torch-free import here)
 PRECISIONS = ("fp32", "fp16")
 
@@ -136,7 +138,33 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               lengths=(0, 7)),
     ParamSpec("sim.cmd_timeout", 0.5, float, "Age after which a sim/cmd_vel command counts as zero [s]", 0.0, 60.0),
     ParamSpec("sim.base_frame", "base_link", str, "child_frame_id of sim/odom"),
-    ParamSpec("sim.camera_frame", "sim_camera_optical_frame", str, "frame_id of the simulated camera images"),
+    ParamSpec("sim.camera_frame", "camera_optical_frame", str,
+              "frame_id of the simulated camera images and points (/tf_static: base_frame -> it = camera_to_base)"),
+    # Navigation-ready simulator (CONTRACT.md v2).
+    ParamSpec("sim.motion", "planar", str,
+              "planar: x, y, yaw integrated, z/roll/pitch held at the start pose; free: 3D body twist (v1)",
+              choices=SIM_MOTIONS),
+    ParamSpec("sim.collision", True, bool, "Refuse planar steps that bring an occupied map cell within the footprint"),
+    ParamSpec("sim.footprint_radius", 0.2, float, "Radius of the simulated base's circular footprint [m]", 0.0, 10.0),
+    ParamSpec("sim.odom_frame", "", str, "frame_id of sim/odom and parent of /tf odom -> base; empty = world_frame"),
+    ParamSpec("sim.publish_tf", True, bool, "Publish /tf (odom -> base) and /tf_static (base -> camera, base -> scan)"),
+    ParamSpec("sim.publish_clock", False, bool,
+              "Publish /clock: simulated time advances 1/sim.rate_hz per step, paced by sim.real_time_factor"),
+    ParamSpec("sim.real_time_factor", 1.0, float,
+              "Simulated over wall time with sim.publish_clock; 0 = as fast as rendering allows (needs the clock)",
+              0.0, 1000.0),
+    ParamSpec("sim.scan.enabled", True, bool, "Publish sim/scan, a 360 degree scan ray-cast in the occupancy map"),
+    ParamSpec("sim.scan.range_max", 8.0, float, "Range of sim/scan [m]; beams that hit nothing read inf", 0.1, 1000.0),
+    ParamSpec("sim.scan.samples", 360, int, "Beams of sim/scan over 360 degrees", 3, 100_000),
+    ParamSpec("sim.scan_frame", "base_scan", str, "frame_id of sim/scan (at the base origin, base orientation)"),
+    ParamSpec("sim.points.enabled", True, bool, "Publish sim/camera/points from the rendered depth"),
+    # Occupancy map (CONTRACT.md v2).
+    ParamSpec("map.resolution", 0.05, float, "Cell side of the occupancy map ~/map [m]", 0.005, 10.0),
+    ParamSpec("map.min_height", 0.05, float, "Lowest obstacle height above map.floor_z [m]", -100.0, 100.0),
+    ParamSpec("map.max_height", 1.5, float, "Highest obstacle height above map.floor_z [m]", -100.0, 100.0),
+    ParamSpec("map.floor_z", 0.0, float, "World z of the ground [m]", -1.0e6, 1.0e6),
+    ParamSpec("map.rate_hz", 1.0, float, "Most ~/map publications per second (only when keyframes changed) [Hz]",
+              0.001, 100.0),
     ParamSpec("keyframe.policy", "parallax", str,
               "Insertion policy: parallax (image motion to the nearest keyframe) or pose (distance thresholds)",
               choices=INSERTION_POLICIES),
@@ -198,7 +226,24 @@ class NodeConfig:
     sim_start_pose: tuple = ()
     sim_cmd_timeout: float = 0.5
     sim_base_frame: str = "base_link"
-    sim_camera_frame: str = "sim_camera_optical_frame"
+    sim_camera_frame: str = "camera_optical_frame"
+    sim_motion: str = "planar"
+    sim_collision: bool = True
+    sim_footprint_radius: float = 0.2
+    sim_odom_frame: str = ""
+    sim_publish_tf: bool = True
+    sim_publish_clock: bool = False
+    sim_real_time_factor: float = 1.0
+    sim_scan_enabled: bool = True
+    sim_scan_range_max: float = 8.0
+    sim_scan_samples: int = 360
+    sim_scan_frame: str = "base_scan"
+    sim_points_enabled: bool = True
+    map_resolution: float = 0.05
+    map_min_height: float = 0.05
+    map_max_height: float = 1.5
+    map_floor_z: float = 0.0
+    map_rate_hz: float = 1.0
     keyframe_policy: str = "parallax"
     keyframe_max_parallax: float = 0.01
     keyframe_min_translation: float = 0.05
@@ -229,12 +274,26 @@ class NodeConfig:
                     raise ConfigError(spec.name, list(value), str(error)) from None
         if not self.world_frame:
             raise ConfigError("world_frame", self.world_frame, "must not be empty")
+        if self.map_max_height <= self.map_min_height:
+            raise ConfigError("map.max_height", self.map_max_height,
+                              f"must exceed map.min_height = {self.map_min_height}")
+        if self.sim_real_time_factor == 0 and not self.sim_publish_clock:
+            raise ConfigError("sim.real_time_factor", 0.0,
+                              "0 (as fast as rendering allows) needs sim.publish_clock: true")
+        for name in ("sim.base_frame", "sim.camera_frame", "sim.scan_frame"):
+            if not getattr(self, SPECS[name].field):
+                raise ConfigError(name, "", "must not be empty")
 
     # ------------------------------------------------------------------ derived values
     @property
     def T_base_cam(self) -> np.ndarray:
         """``[4, 4]`` camera optical pose in the base frame (from ``camera_to_base``)."""
         return pose_from_vector(self.camera_to_base)
+
+    @property
+    def sim_odom_frame_id(self) -> str:
+        """Parent frame of the simulated base: ``sim.odom_frame``, else ``world_frame``."""
+        return self.sim_odom_frame or self.world_frame
 
     @property
     def T_world_sim_start(self) -> Optional[np.ndarray]:
@@ -265,6 +324,10 @@ class NodeConfig:
             ),
             world_path=self.world_path,
             colour_focal_ratio=self.camera_colour_focal_ratio,
+            map_resolution=self.map_resolution,
+            map_min_height=self.map_min_height,
+            map_max_height=self.map_max_height,
+            map_floor_z=self.map_floor_z,
         )
 
     # ------------------------------------------------------------------ constructors

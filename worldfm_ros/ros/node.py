@@ -10,8 +10,8 @@ ingestion never waits for a render and renders never wait for ingestion:
 
 * ``ingest``: colour and depth images (pairing, decoding, keyframe insertion);
 * ``state``: odometry, camera info, ``sim/cmd_vel`` (cheap, never queued behind an image);
-* ``render``: ``~/render_view``;
-* ``sim``: the simulated camera's timer (a tick that finds a render still running is
+* ``render``: ``~/render_view`` and ``~/render_views``;
+* ``sim``: the simulated robot's timer (:mod:`worldfm_ros.ros.sim`; a tick that finds a render still running is
   skipped, so no stale frame is ever queued);
 * ``control``: save / reset / set_pose services and the 1 Hz status.
 
@@ -30,7 +30,6 @@ from typing import Optional
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -45,13 +44,15 @@ from worldfm_ros.core.frame_sync import FrameSync, SyncDrop, SyncedPair
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.odometry_buffer import OdometryBuffer, PoseUnavailableError
 from worldfm_ros.core.pose import invert_pose
-from worldfm_ros.core.sim_base import SimBase
 from worldfm_ros.core.startup_objects import freeze_startup_objects, unfreeze_startup_objects
 from worldfm_ros.core.undistort import Undistorter
 from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldService
 from worldfm_ros.msg import KeyframeInfo, WorldStatus
 from worldfm_ros.ros.config import NODE_NAME, ConfigError, NodeConfig, declare_parameters
 from worldfm_ros.ros.dds import apply_dds_profile
+from worldfm_ros.ros.map_publisher import MapPublisher
+from worldfm_ros.ros.render_views import serve_render_views
+from worldfm_ros.ros.sim import Simulator
 from worldfm_ros.ros.image_conversion import (
     camera_info_to_intrinsics,
     depth_to_image,
@@ -61,16 +62,13 @@ from worldfm_ros.ros.image_conversion import (
     undistort_rgbd,
 )
 from worldfm_ros.ros.messages import (
-    intrinsics_to_camera_info,
-    make_odometry,
     matrix_to_pose,
     odometry_to_pose,
     pose_to_matrix,
     seconds_to_time,
     time_to_seconds,
-    twist_to_arrays,
 )
-from worldfm_ros.srv import RenderView, SaveWorld, SetPose
+from worldfm_ros.srv import RenderView, RenderViews, SaveWorld
 
 #: How often waiting colour/depth pairs are re-checked for their odometry [s].
 _WAIT_POLL_S = 0.01
@@ -149,11 +147,10 @@ class WorldFMNode(LifecycleNode):
         self._ingest_meter = RateMeter()
         self._sim_meter = RateMeter()
         self._last_render_ms = 0.0
-        self._sim_busy = threading.Lock()
         self._warned: dict[str, float] = {}  # warning key -> monotonic time last logged
         self._warn_lock = threading.Lock()
-        self._sim_base: Optional[SimBase] = None
-        self._sim_started = False
+        self._sim: Optional[Simulator] = None
+        self._map_publisher: Optional[MapPublisher] = None
         self._odom: Optional[OdometryBuffer] = None
         self._sync: Optional[FrameSync] = None
 
@@ -183,18 +180,23 @@ class WorldFMNode(LifecycleNode):
         self._configured += [
             self.create_service(RenderView, "~/render_view", self._on_render_view,
                                 callback_group=self._groups["render"]),
+            self.create_service(RenderViews, "~/render_views", self._on_render_views,
+                                callback_group=self._groups["render"]),
             self.create_service(SaveWorld, "~/save_world", self._on_save_world, callback_group=control),
             self.create_service(Trigger, "~/reset_world", self._on_reset_world, callback_group=control),
         ]
+        self._map_publisher = MapPublisher(self, getattr(world, "occupancy_map", None), config.world_frame,
+                                           config.map_rate_hz, callback_group=control)
         if config.sim_enabled:
-            self._sim_odom_pub = self.create_publisher(Odometry, "sim/odom", QOS_DEFAULT)
-            self._sim_image_pub = self.create_publisher(Image, "sim/camera/image_raw", QOS_IMAGES)
-            self._sim_info_pub = self.create_publisher(CameraInfo, "sim/camera/camera_info", QOS_DEFAULT)
-            self._sim_depth_pub = self.create_publisher(Image, "sim/camera/depth/image_raw", QOS_IMAGES)
-            self._configured += [self._sim_odom_pub, self._sim_image_pub, self._sim_info_pub, self._sim_depth_pub,
-                                 self.create_service(SetPose, "sim/set_pose", self._on_set_pose, callback_group=control)]
-            self._sim_base = SimBase(np.eye(4), cmd_timeout=config.sim_cmd_timeout, start_time=self._now())
-            self._sim_started = False
+            try:
+                self._sim = Simulator(self, config, world, groups=self._groups,
+                                      camera_intrinsics=self._camera_intrinsics,
+                                      latest_odometry=self._latest_odometry_pose, warn=self._warn,
+                                      on_render=self._on_sim_render)
+            except (WorldFMError, ValueError) as error:
+                log.error(f"configure failed: simulator: {error}")
+                self._release_all()
+                return TransitionCallbackReturn.FAILURE
         log.info(
             f"configured: backend {world.backend} on {config.device}, {len(world)} keyframes"
             + (f" from {config.world_path}" if config.world_path else "")
@@ -215,16 +217,18 @@ class WorldFMNode(LifecycleNode):
             self.create_timer(1.0, self._publish_status, callback_group=self._groups["control"]),
             self.create_timer(_WAIT_POLL_S, self._flush_waiting, callback_group=ingest),
         ]
-        if self.config.sim_enabled:
-            self._active += [
-                self.create_subscription(Twist, "sim/cmd_vel", self._on_cmd_vel, QOS_SENSOR, callback_group=st),
-                self.create_timer(1.0 / self.config.sim_rate_hz, self._on_sim_tick, callback_group=self._groups["sim"]),
-            ]
+        if self._map_publisher is not None:
+            self._map_publisher.activate()
+        if self._sim is not None:
+            self._sim.activate()
         self.get_logger().info("active")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._destroy(self._active)
+        for part in (self._sim, self._map_publisher):
+            if part is not None:
+                part.deactivate()
         self._active = []
         return TransitionCallbackReturn.SUCCESS
 
@@ -243,7 +247,10 @@ class WorldFMNode(LifecycleNode):
         world, self.world = self.world, None
         if world is not None:
             world.close()
-        self._sim_base = None
+        for part in (self._sim, self._map_publisher):
+            if part is not None:
+                part.release()
+        self._sim, self._map_publisher = None, None
         unfreeze_startup_objects()
 
     def _destroy(self, entities) -> None:
@@ -472,83 +479,32 @@ class WorldFMNode(LifecycleNode):
             if world is None:
                 raise EmptyMemoryError("the node is not configured", 0)
             world.reset()
-            self._sim_started = False
+            if self._sim is not None:
+                self._sim.restart()
             response.success, response.message = True, "world reset"
         except (WorldFMError, OSError) as error:
             response.success, response.message = False, str(error)
         return response
 
-    def _on_set_pose(self, request: SetPose.Request, response: SetPose.Response) -> SetPose.Response:
-        base = self._sim_base
+    def _on_render_views(self, request: RenderViews.Request,
+                         response: RenderViews.Response) -> RenderViews.Response:
         try:
-            if base is None:
-                raise EmptyMemoryError("the simulator is not configured", 0)
-            base.set_pose(pose_to_matrix(request.pose), self._now())
-            self._sim_started = True
-            response.success, response.message = True, "teleported"
-        except WorldFMError as error:
-            response.success, response.message = False, str(error)
+            response = serve_render_views(self.world, request, response, self._request_intrinsics,
+                                          self.get_clock().now().to_msg())
+        except Exception as error:  # noqa: BLE001 - a service must answer; the log keeps the cause
+            self.get_logger().error(f"render_views failed unexpectedly: {error!r}")
+            response.success, response.message = False, f"internal error: {error!r}"
+        if response.success:
+            self._last_render_ms = response.render_ms
         return response
 
-    # ------------------------------------------------------------------ simulator
-    def _on_cmd_vel(self, msg: Twist) -> None:
-        base = self._sim_base
-        if base is None:
-            return
-        try:
-            linear, angular = twist_to_arrays(msg)
-            base.command(linear, angular, self._now())
-        except ValueError as error:
-            self._bad_messages["cmd_vel"] += 1
-            self._warn("cmd_vel", f"ignored sim/cmd_vel: {error}")
-
-    def _sim_start_pose(self, world: WorldService) -> np.ndarray:
-        """``T_world_base`` to start from: sim.start_pose, else the latest real odometry, else
-        the base pose of the first keyframe."""
-        start = self.config.T_world_sim_start
-        if start is not None:
-            return start
+    # ------------------------------------------------------------------ simulator (worldfm_ros.ros.sim)
+    def _latest_odometry_pose(self) -> Optional[np.ndarray]:
         latest = self._odom.latest() if self._odom is not None else None
-        if latest is not None:
-            return latest[1]
-        first = world.first_keyframe()
-        return first.T_world_cam @ self._T_cam_base
+        return None if latest is None else latest[1]
 
-    def _on_sim_tick(self) -> None:
-        if not self._sim_busy.acquire(blocking=False):
-            return  # a render is still running: skip this tick rather than queue a stale one
-        try:
-            self._sim_step()
-        except WorldFMError as error:
-            self._warn("sim", f"simulated camera: {error}")
-        except Exception as error:  # noqa: BLE001 - keep the timer alive; the log keeps the cause
-            if self.context.ok():  # (publishing fails harmlessly while the process shuts down)
-                self.get_logger().error(f"simulated camera failed unexpectedly: {error!r}",
-                                        throttle_duration_sec=WARN_PERIOD)
-        finally:
-            self._sim_busy.release()
-
-    def _sim_step(self) -> None:
-        world, base = self.world, self._sim_base
-        if world is None or base is None or len(world) == 0:
-            return  # nothing is published before the memory holds a keyframe
-        now_time = self.get_clock().now()
-        now = now_time.nanoseconds * 1e-9
-        if not self._sim_started:
-            base.set_pose(self._sim_start_pose(world), now)
-            self._sim_started = True
-        T_world_base = base.step(now)
-        linear, angular = base.twist(now)
-        intrinsics = self._camera_intrinsics(self.config.sim_width, self.config.sim_height)
-        out = world.render(T_world_base @ self._T_base_cam, intrinsics)
-        self._last_render_ms = out.render_ms
-        stamp = now_time.to_msg()
-        frame = self.config.sim_camera_frame
-        self._sim_odom_pub.publish(make_odometry(
-            T_world_base, linear, angular, stamp, self.config.world_frame, self.config.sim_base_frame))
-        self._sim_image_pub.publish(rgb_to_image(out.result.rgb[0], stamp=stamp, frame_id=frame))
-        self._sim_depth_pub.publish(depth_to_image(out.result.depth[0], stamp=stamp, frame_id=frame))
-        self._sim_info_pub.publish(intrinsics_to_camera_info(intrinsics, stamp, frame))
+    def _on_sim_render(self, render_ms: float) -> None:
+        self._last_render_ms = render_ms
         self._sim_meter.tick(time.monotonic())
         freeze_startup_objects("first render")
 
@@ -566,6 +522,7 @@ class WorldFMNode(LifecycleNode):
         msg.world_path = self.config.world_path
         msg.ingest_rate_hz = float(self._ingest_meter.rate(now))
         msg.sim_rate_hz = float(self._sim_meter.rate(now)) if self.config.sim_enabled else 0.0
+        msg.sim_collisions = self._sim.collisions if self._sim is not None else 0
         msg.last_render_ms = float(self._last_render_ms)
         msg.frames_received = self._frames_received
         msg.frames_dropped = sum(self._drops.values()) + self._colour_sync_drops()
