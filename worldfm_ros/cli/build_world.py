@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookahead", type=float, default=1.0,
                    help="bag time a frame may wait for later odometry or a first CameraInfo [s] (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this path")
+    p.add_argument("--map-png", type=Path,
+                   help="also write the world's occupancy map as a PNG (occupied black, free white, "
+                        "unknown grey, y up) with the recorded camera path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -188,6 +191,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # Every accepted keyframe not evicted since is in the file (committed one by one;
             # failures are counted in persist_errors).
             stored = len(service)
+            if args.map_png and stored:
+                trajectory = [kf.T_world_cam for kf in service.keyframes()]
+                try:
+                    service.occupancy_map.save_png(args.map_png, trajectory=trajectory)
+                except (OSError, ValueError) as error:
+                    warn(f"could not write the map PNG {args.map_png}: {error}")
             service.close()
     wall = time.perf_counter() - t0
     summary = {
