@@ -5,10 +5,14 @@ streams; ``autostart`` runs both at start-up). Callbacks only convert messages, 
 ROS-free core and convert back; every failure is answered (``success: false``) or logged
 (throttled) and counted, and never escapes a callback.
 
-Threads: a :class:`MultiThreadedExecutor` runs four mutually exclusive callback groups, so
+Threads: a :class:`MultiThreadedExecutor` runs mutually exclusive callback groups, and one
+ingest worker thread (:mod:`worldfm_ros.ros.ingest`) does all the work on camera frames, so
 ingestion never waits for a render and renders never wait for ingestion:
 
-* ``ingest``: colour and depth images (pairing, decoding, keyframe insertion);
+* ``ingest``: colour and depth subscriptions, which only hand the message to the ingest
+  pipeline's bounded queue (pairing, decoding, odometry waits and keyframe insertion run on
+  its worker thread; when it falls behind it skips the oldest pairs and counts them in
+  ``~/status.pairs_skipped_busy``);
 * ``state``: odometry, camera info, ``sim/cmd_vel`` (cheap, never queued behind an image);
 * ``render``: ``~/render_view`` and ``~/render_views``;
 * ``sim``: the simulated robot's timer (:mod:`worldfm_ros.ros.sim`; a tick that finds a render still running is
@@ -50,6 +54,7 @@ from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldService
 from worldfm_ros.msg import KeyframeInfo, WorldStatus
 from worldfm_ros.ros.config import NODE_NAME, ConfigError, NodeConfig, declare_parameters
 from worldfm_ros.ros.dds import apply_dds_profile
+from worldfm_ros.ros.ingest import IngestPipeline
 from worldfm_ros.ros.map_publisher import MapPublisher
 from worldfm_ros.ros.render_views import serve_render_views
 from worldfm_ros.ros.sim import Simulator
@@ -70,10 +75,6 @@ from worldfm_ros.ros.messages import (
 )
 from worldfm_ros.srv import RenderView, RenderViews, SaveWorld
 
-#: How often waiting colour/depth pairs are re-checked for their odometry [s].
-_WAIT_POLL_S = 0.01
-#: Pairs allowed to wait at once; beyond that the oldest is processed as it is.
-_MAX_WAITING = 30
 #: Least wall time a pair newer than the newest odometry waits for it [s]. The odometry of
 #: an image's stamp is often published a few ms after the image, but on a loaded 2-core
 #: machine its callback has run more than 100 ms after the image's (CI, session 3), so the
@@ -92,6 +93,16 @@ QOS_IMAGES = QoSProfile(depth=5, **_RELIABLE)
 QOS_DEFAULT = QoSProfile(depth=10, **_RELIABLE)
 QOS_KEYFRAMES = QoSProfile(depth=100, **_RELIABLE)
 QOS_SENSOR = qos_profile_sensor_data
+_BEST_EFFORT = dict(
+    reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST
+)
+#: Sensor-data QoS (best effort, volatile: matches any publisher) with a deeper history than
+#: ``qos_profile_sensor_data``'s 5: the history is what holds messages while the executor is
+#: not scheduled (on a loaded 2-core machine its threads were measured 270 ms late, i.e. 8
+#: odometry samples at 30 Hz, which a queue of 5 loses uncounted). 1 s of a 30 Hz camera;
+#: odometry and camera_info are small.
+QOS_SENSOR_IMAGES = QoSProfile(depth=30, **_BEST_EFFORT)
+QOS_SENSOR_STATE = QoSProfile(depth=100, **_BEST_EFFORT)
 
 
 class StartupError(RuntimeError):
@@ -142,7 +153,6 @@ class WorldFMNode(LifecycleNode):
         self._undistort = Undistorter()
         self._drops: Counter = Counter()  # colour frames dropped, by reason
         self._sync_drops_reported = 0
-        self._frames_received = 0
         self._bad_messages: Counter = Counter()  # odometry / camera_info / cmd_vel refused
         self._ingest_meter = RateMeter()
         self._sim_meter = RateMeter()
@@ -153,6 +163,8 @@ class WorldFMNode(LifecycleNode):
         self._map_publisher: Optional[MapPublisher] = None
         self._odom: Optional[OdometryBuffer] = None
         self._sync: Optional[FrameSync] = None
+        self._ingest: Optional[IngestPipeline] = None
+        self._pairs_offered = 0  # pairs handed to the insertion policy
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -171,8 +183,11 @@ class WorldFMNode(LifecycleNode):
         self._odom = OdometryBuffer(max_extrapolation=config.sync_max_extrapolation)
         self._sync = FrameSync(max_gap=config.sync_max_gap)
         self._sync_drops_reported = 0
-        # Pairs whose odometry (or first camera_info) has not arrived yet: (deadline, pair).
-        self._waiting: deque = deque()
+        self._ingest = IngestPipeline(
+            self._sync, self._ingest_pair, self._ready,
+            odom_wait_s=max(config.sync_max_extrapolation, _MIN_ODOM_WAIT_S),
+            on_error=self._on_ingest_error, on_sync=self._report_sync_drops,
+        )
         control = self._groups["control"]
         self._status_pub = self.create_publisher(WorldStatus, "~/status", QOS_DEFAULT)
         self._keyframe_pub = self.create_publisher(KeyframeInfo, "~/keyframes", QOS_KEYFRAMES)
@@ -208,15 +223,17 @@ class WorldFMNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ingest, st = self._groups["ingest"], self._groups["state"]
         self._active = [
-            self.create_subscription(Image, "camera/image_raw", self._on_colour, QOS_SENSOR, callback_group=ingest),
-            self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, QOS_SENSOR,
+            self.create_subscription(Image, "camera/image_raw", self._on_colour, QOS_SENSOR_IMAGES,
                                      callback_group=ingest),
-            self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, QOS_SENSOR,
+            self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, QOS_SENSOR_IMAGES,
+                                     callback_group=ingest),
+            self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, QOS_SENSOR_STATE,
                                      callback_group=st),
-            self.create_subscription(Odometry, "odom", self._on_odometry, QOS_SENSOR, callback_group=st),
+            self.create_subscription(Odometry, "odom", self._on_odometry, QOS_SENSOR_STATE, callback_group=st),
             self.create_timer(1.0, self._publish_status, callback_group=self._groups["control"]),
-            self.create_timer(_WAIT_POLL_S, self._flush_waiting, callback_group=ingest),
         ]
+        if self._ingest is not None:
+            self._ingest.start()
         if self._map_publisher is not None:
             self._map_publisher.activate()
         if self._sim is not None:
@@ -229,6 +246,8 @@ class WorldFMNode(LifecycleNode):
         for part in (self._sim, self._map_publisher):
             if part is not None:
                 part.deactivate()
+        if self._ingest is not None:
+            self._ingest.stop()
         self._active = []
         return TransitionCallbackReturn.SUCCESS
 
@@ -242,6 +261,9 @@ class WorldFMNode(LifecycleNode):
 
     def _release_all(self) -> None:
         self._destroy(self._active)
+        ingest, self._ingest = self._ingest, None
+        if ingest is not None:
+            ingest.stop()
         self._destroy(self._configured)
         self._active, self._configured = [], []
         world, self.world = self.world, None
@@ -311,6 +333,8 @@ class WorldFMNode(LifecycleNode):
             self._warn("camera_info", f"ignored camera_info: {error}")
             return
         self._camera = (msg, intrinsics)
+        if self._ingest is not None:
+            self._ingest.notify()
 
     def _on_odometry(self, msg: Odometry) -> None:
         odom = self._odom
@@ -322,23 +346,19 @@ class WorldFMNode(LifecycleNode):
         except (WorldFMError, ValueError) as error:
             self._bad_messages["odom"] += 1
             self._warn("odom", f"ignored odometry: {error}")
+            return
+        if self._ingest is not None:
+            self._ingest.notify()
 
     def _on_colour(self, msg: Image) -> None:
-        self._frames_received += 1
-        sync = self._sync
-        if sync is None:
-            return
-        for pair in sync.add_colour(time_to_seconds(msg.header.stamp), msg):
-            self._process_pair(pair)
-        self._report_sync_drops(sync)
+        ingest = self._ingest
+        if ingest is not None:
+            ingest.put_colour(time_to_seconds(msg.header.stamp), msg)
 
     def _on_depth(self, msg: Image) -> None:
-        sync = self._sync
-        if sync is None:
-            return
-        for pair in sync.add_depth(time_to_seconds(msg.header.stamp), msg):
-            self._process_pair(pair)
-        self._report_sync_drops(sync)
+        ingest = self._ingest
+        if ingest is not None:
+            ingest.put_depth(time_to_seconds(msg.header.stamp), msg)
 
     def _report_sync_drops(self, sync: FrameSync) -> None:
         total = sum(sync.drops.values())
@@ -354,37 +374,24 @@ class WorldFMNode(LifecycleNode):
         return sum(n for reason, n in sync.drops.items()
                    if reason in (SyncDrop.COLOUR_UNPAIRED, SyncDrop.COLOUR_OVERFLOW, SyncDrop.INVALID_STAMP))
 
-    def _process_pair(self, pair: SyncedPair) -> None:
-        """Ingest a colour/depth pair, or let it wait (in order) for the odometry at its stamp.
+    def _ready(self, pair: SyncedPair) -> bool:
+        """Whether a pair's odometry (a sample at or after its stamp) and a camera_info are in.
 
         Odometry and images travel on separate topics, so the odometry sample of an image's
         own stamp often lands a few milliseconds after the image. Extrapolating then would
-        store the frame at a guessed pose although the exact one is about to arrive: a pair
-        newer than the newest odometry (or arriving before any camera_info) waits up to
+        store the frame at a guessed pose although the exact one is about to arrive: the
+        ingest pipeline lets a pair that is not ready wait up to
         ``max(sync.max_extrapolation, 0.5 s)`` of wall time, and only then is the pose
         extrapolated by at most ``sync.max_extrapolation`` (or the pair dropped) as the
-        contract says. Waiting costs latency only while odometry lags the images.
+        contract says.
         """
-        if self._odom is None or self.world is None:
-            return
-        wait = max(self.config.sync_max_extrapolation, _MIN_ODOM_WAIT_S)
-        self._waiting.append((time.monotonic() + wait, pair))
-        self._flush_waiting()
-
-    def _ready(self, pair: SyncedPair) -> bool:
         latest = self._odom.latest() if self._odom is not None else None
         return self._camera is not None and latest is not None and latest[0] >= pair.stamp
 
-    def _flush_waiting(self) -> None:
-        """Ingest the waiting pairs, oldest first, that are ready or out of time (ingest group)."""
-        waiting = getattr(self, "_waiting", None)
-        now = time.monotonic()
-        while waiting:
-            deadline, pair = waiting[0]
-            if not self._ready(pair) and now < deadline and len(waiting) <= _MAX_WAITING:
-                return
-            waiting.popleft()
-            self._ingest_pair(pair)
+    def _on_ingest_error(self, error: BaseException) -> None:
+        self._drops["internal_error"] += 1
+        self.get_logger().error(f"ingesting a frame failed unexpectedly: {error!r}",
+                                throttle_duration_sec=WARN_PERIOD)
 
     def _ingest_pair(self, pair: SyncedPair) -> None:
         world, odom = self.world, self._odom
@@ -404,6 +411,7 @@ class WorldFMNode(LifecycleNode):
             depth = image_to_depth(pair.depth)
             colour, depth, intrinsics = undistort_rgbd(colour, depth, camera[0], self._undistort)
             frame = Keyframe(colour, depth, intrinsics, T_world_base @ self._T_base_cam, pair.stamp)
+            self._pairs_offered += 1
             keyframe = world.ingest_keyframe(frame)
         except WorldFMError as error:
             self._drop(type(error).__name__, str(error))
@@ -524,8 +532,11 @@ class WorldFMNode(LifecycleNode):
         msg.sim_rate_hz = float(self._sim_meter.rate(now)) if self.config.sim_enabled else 0.0
         msg.sim_collisions = self._sim.collisions if self._sim is not None else 0
         msg.last_render_ms = float(self._last_render_ms)
-        msg.frames_received = self._frames_received
+        ingest = self._ingest
+        msg.frames_received = ingest.counters.frames_received if ingest is not None else 0
         msg.frames_dropped = sum(self._drops.values()) + self._colour_sync_drops()
+        msg.pairs_offered = self._pairs_offered
+        msg.pairs_skipped_busy = ingest.counters.pairs_skipped_busy if ingest is not None else 0
         self._status_pub.publish(msg)
 
 
