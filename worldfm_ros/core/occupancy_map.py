@@ -25,14 +25,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from numba import njit
 
-from worldfm_ros.core.camera import Intrinsics
 from worldfm_ros.core.errors import WorldFMError
 from worldfm_ros.core.keyframe import Keyframe
 
@@ -49,20 +47,49 @@ class InvalidMapOptionError(WorldFMError, ValueError):
     """An occupancy-map option or query argument outside its range (the value is attached)."""
 
 
-@lru_cache(maxsize=32)
-def _pixel_rays(intrinsics: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rays ``float64 [3, H, W]`` of every pixel centre (optical frame, z = 1, so a ray's
-    parameter is z-depth) and the same rays at every ``stride``-th pixel ``[3, h, w]``."""
-    u = (np.arange(intrinsics.width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx
-    v = (np.arange(intrinsics.height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
-    rays = np.empty((3, intrinsics.height, intrinsics.width))
-    rays[0] = u[None, :]
-    rays[1] = v[:, None]
-    rays[2] = 1.0
-    rays.setflags(write=False)
-    sparse = np.ascontiguousarray(rays[:, stride // 2 :: stride, stride // 2 :: stride])
-    sparse.setflags(write=False)
-    return rays, sparse
+@njit(cache=True, nogil=True)
+def _depth_points(depth, R, t, fx, fy, cx, cy):  # pragma: no cover - numba
+    """World points ``[N, 3]`` of the valid (> 0) depth pixels, row-major pixel order."""
+    H, W = depth.shape
+    n = 0
+    for v in range(H):
+        for u in range(W):
+            if depth[v, u] > 0:
+                n += 1
+    out = np.empty((n, 3))
+    k = 0
+    for v in range(H):
+        yc = (v - cy) / fy
+        for u in range(W):
+            z = depth[v, u]
+            if z > 0:
+                xc = (u - cx) / fx * z
+                yz = yc * z
+                for a in range(3):
+                    out[k, a] = R[a, 0] * xc + R[a, 1] * yz + R[a, 2] * z + t[a]
+                k += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _xy_bounds(points, x, y):  # pragma: no cover - numba
+    """``(x_min, y_min, x_max, y_max)`` of ``points [N, 3]`` and the point ``(x, y)``."""
+    x0, y0, x1, y1 = x, y, x, y
+    for n in range(points.shape[0]):
+        x0 = min(x0, points[n, 0])
+        x1 = max(x1, points[n, 0])
+        y0 = min(y0, points[n, 1])
+        y1 = max(y1, points[n, 1])
+    return x0, y0, x1, y1
+
+
+@njit(cache=True, nogil=True)
+def _mark_hits(points, z_lo, z_hi, res, i0, j0, mask):  # pragma: no cover - numba
+    """Mark in ``mask`` the cells of ``points [N, 3]`` whose z is in ``[z_lo, z_hi]``."""
+    for n in range(points.shape[0]):
+        z = points[n, 2]
+        if z_lo <= z <= z_hi:
+            mask[int(math.floor(points[n, 1] / res)) - j0, int(math.floor(points[n, 0] / res)) - i0] = True
 
 
 @njit(cache=True, nogil=True)
@@ -281,33 +308,28 @@ class OccupancyMap:
         keyframe's own cell window starting at global cell ``(i0, j0)``), or None."""
         K = keyframe.intrinsics
         T = keyframe.T_world_cam
-        depth = keyframe.depth.astype(np.float64)
-        rays, sparse = _pixel_rays(K, self.ray_stride)
-        valid = depth > 0
-        if not valid.any():
+        depth = keyframe.depth
+        R, t = np.ascontiguousarray(T[:3, :3]), np.ascontiguousarray(T[:3, 3])
+        points = _depth_points(depth, R, t, K.fx, K.fy, K.cx, K.cy)  # [N, 3] world
+        if len(points) == 0:
             return None
-        R, t = T[:3, :3], T[:3, 3]
-        cam = rays[:, valid] * depth[valid]  # [3, N] optical frame points
-        points = R @ cam + t[:, None]  # [3, N] world
         z_lo = self.floor_z + self.min_height
-        z_hi = self.floor_z + self.max_height
         res = self.resolution
-        lo = np.floor(np.minimum(points[:2].min(axis=1), t[:2]) / res).astype(np.int64)
-        hi = np.floor(np.maximum(points[:2].max(axis=1), t[:2]) / res).astype(np.int64)
-        i0, j0 = int(lo[0]), int(lo[1])
-        shape = (int(hi[1] - lo[1]) + 1, int(hi[0] - lo[0]) + 1)
+        x0, y0, x1, y1 = _xy_bounds(points, t[0], t[1])
+        i0, j0 = math.floor(x0 / res), math.floor(y0 / res)
+        shape = (math.floor(y1 / res) - j0 + 1, math.floor(x1 / res) - i0 + 1)
         hit_mask = np.zeros(shape, bool)
-        in_band = (points[2] >= z_lo) & (points[2] <= z_hi)
-        cells = np.floor(points[:2, in_band] / res).astype(np.int64)
-        hit_mask[cells[1] - j0, cells[0] - i0] = True
+        _mark_hits(points, z_lo, self.floor_z + self.max_height, res, i0, j0, hit_mask)
         free_mask = np.zeros(shape, bool)
         s = self.ray_stride
-        d_sparse = depth[s // 2 :: s, s // 2 :: s]
-        v_sparse = d_sparse > 0
-        if v_sparse.any():
-            ends = (R @ (sparse[:, v_sparse] * d_sparse[v_sparse]) + t[:, None]).T  # [M, 3]
-            _mark_free(np.ascontiguousarray(t), np.ascontiguousarray(ends), z_lo, self.floor_z + self.free_max_height, res,
-                       float(i0), float(j0), free_mask)
+        if s == 1:
+            ends = points
+        else:
+            # Every s-th pixel in each direction, the middle one of each s x s block.
+            sub = np.zeros_like(depth)
+            sub[s // 2 :: s, s // 2 :: s] = depth[s // 2 :: s, s // 2 :: s]
+            ends = _depth_points(sub, R, t, K.fx, K.fy, K.cx, K.cy)
+        _mark_free(t, ends, z_lo, self.floor_z + self.free_max_height, res, float(i0), float(j0), free_mask)
         return i0, j0, hit_mask, free_mask
 
     def _apply(self, keyframe: Keyframe, sign: int) -> bool:
