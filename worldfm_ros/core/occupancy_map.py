@@ -161,6 +161,26 @@ def _mark_free(origin, ends, z_lo, z_hi, res, i0, j0, mask):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def _nearest_occupied(occupied, res, i0, j0, x, y, radius):  # pragma: no cover - numba
+    """Distance [m] from ``(x, y)`` to the nearest occupied cell centre within ``radius``
+    (inclusive), ``inf`` when there is none."""
+    H, W = occupied.shape
+    i_lo = max(math.ceil((x - radius) / res - 0.5) - i0, 0)
+    i_hi = min(math.floor((x + radius) / res - 0.5) - i0 + 1, W)
+    j_lo = max(math.ceil((y - radius) / res - 0.5) - j0, 0)
+    j_hi = min(math.floor((y + radius) / res - 0.5) - j0 + 1, H)
+    best = math.inf
+    for j in range(j_lo, j_hi):
+        dy = (j + j0 + 0.5) * res - y
+        for i in range(i_lo, i_hi):
+            if occupied[j, i]:
+                dx = (i + i0 + 0.5) * res - x
+                best = min(best, dx * dx + dy * dy)
+    d = math.sqrt(best)
+    return d if d <= radius else math.inf
+
+
+@njit(cache=True, nogil=True)
 def _cast_beams(occupied, res, i0, j0, x, y, angles, range_max, out):  # pragma: no cover - numba
     """Distance [m] from ``(x, y)`` along each world yaw in ``angles`` to the boundary of the
     first occupied cell (0 when starting in one), ``inf`` when none within ``range_max``."""
@@ -430,11 +450,15 @@ class OccupancyMap:
     def nearest_obstacle(self, x: float, y: float, radius: float) -> float:
         """Distance [m] from ``(x, y)`` to the nearest occupied cell centre, if one is within
         ``radius`` [m] (inclusive); else ``inf``."""
-        centres = self.occupied_centres(x, y, radius)
-        if len(centres) == 0:
-            return math.inf
-        d = float(np.sqrt(((centres - (x, y)) ** 2).sum(axis=1).min()))
-        return d if d <= radius else math.inf
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InvalidMapOptionError(f"position must be finite, got ({x!r}, {y!r})", (x, y))
+        if not (math.isfinite(radius) and radius >= 0):
+            raise InvalidMapOptionError(f"radius must be finite and >= 0, got {radius!r}", radius)
+        with self._lock:
+            if self._occupied.size == 0:
+                return math.inf
+            return float(_nearest_occupied(self._occupied, self.resolution, self._i0, self._j0,
+                                           float(x), float(y), float(radius)))
 
     def footprint_collides(self, x: float, y: float, radius: float) -> bool:
         """True when the centre of an occupied cell lies within ``radius`` [m] (inclusive) of
