@@ -11,6 +11,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import worldfm_ros.gym  # noqa: F401 - registers WorldFM-v0
+from nav_truth import floor_plan_distance
+from worldfm_ros.core.synthetic import SyntheticWorld
 from worldfm_ros.core.errors import WorldFileError
 from worldfm_ros.gym import WorldFMVectorEnv, build_synthetic_world
 from worldfm_ros.gym.robot import InvalidEnvOptionError, load_world
@@ -89,6 +91,11 @@ def test_driving_into_a_wall_terminates_and_reward_fn_sees_info(world):
         if terminated:
             break
     assert terminated and info["collided"] and reward == -1.0 and calls[-1] is True
+    # The map it stopped at is the synthetic world's floor plan (seed 3): the footprint's edge
+    # is within one map cell of the true surface.
+    gap = float(floor_plan_distance(SyntheticWorld.generate(3), T[:2, 3]))
+    print(f"gym: stopped {gap:.4f} m from the nearest surface after {step + 1} steps")
+    assert abs(gap - 0.2) <= world.occupancy_map.resolution
 
 
 def test_random_episodes_never_enter_an_obstacle(world):

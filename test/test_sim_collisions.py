@@ -61,7 +61,7 @@ def test_straight_drive_at_a_wall_stops_at_the_footprint_and_turning_away_drives
     lo, hi = world.bounds
     # Face the -x room wall from 1 m away, in a stretch of it the map saw.
     for y in np.arange(lo[1] + 0.5, hi[1] - 0.5, 0.1):
-        x = lo[0] + 1.0
+        x = lo[0] + 0.987  # not a whole number of 2.5 cm sub-steps from the wall
         if (not m.footprint_collides(x, y, RADIUS) and m.raycast(x, y, [math.pi], 2.0)[0] < 1.1
                 and floor_plan_distance(world, [x, y]) > 0.9):
             break
@@ -75,7 +75,7 @@ def test_straight_drive_at_a_wall_stops_at_the_footprint_and_turning_away_drives
     lin, ang = base.twist(6.0)
     assert not lin.any() and not ang.any()
     gap = float(floor_plan_distance(world, T[:2, 3]))  # exact distance to the wall surface
-    print(f"stopped {gap:.4f} m from the wall (footprint radius {RADIUS} m, cell {m.resolution} m)")
+    print(f"stopped {gap:.6f} m from the wall (footprint radius {RADIUS} m, cell {m.resolution} m)")
     assert abs(gap - RADIUS) <= m.resolution
     # Turning in place is allowed, then forward motion resumes.
     base.command([0, 0, 0], [0, 0, math.pi / 2], 6.0)
