@@ -245,10 +245,10 @@ class GeometricRenderer:
         intrinsics: Intrinsics,  # shared by all targets; gives the output size
     ) -> RenderResult:
         """``B`` views in one call, view ``b`` from ``references_per_view[b]``: the same bytes
-        as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`), with the
-        views splatted in parallel on the numba path (one view per thread instead of one
-        reference group per thread, and no Python between the passes). The torch path
-        renders the views one by one."""
+        as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`). On the numba
+        path the views are split between the ``threads`` (one view per thread at a time
+        instead of one reference group per thread: no join between the passes, no Python
+        between the views). The torch path renders the views one by one."""
         T = _check_batch(references_per_view, T_world_cam)
         for pose in T:
             validate_pose_matrix(pose)
@@ -313,17 +313,20 @@ class GeometricRenderer:
         rgb = np.empty((B, H, W, 3), np.uint8)
         depth = np.empty((B, H, W), np.float32)
         covered = np.empty((B, H, W), bool)
-        splat_kernels.render_views(
-            depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, W, H, NEAR_PLANE,
-            np.float32(1.0 + cfg.depth_tolerance), cfg.footprint != "point", float(cfg.min_support),
-            bool(cfg.fill_holes), PUSH_PULL_LEVELS, _GROUPS, max(1, min(B, self._batch_threads())), rgb, depth, covered)
+        slots = max(1, min(B, self._threads))
+        limit_scale = np.float32(1.0 + cfg.depth_tolerance)
+
+        def run_slot(slot: int) -> None:
+            # One slot per thread, views split round-robin; the kernel releases the GIL.
+            work = splat_kernels.render_views_workspace(W, H, _GROUPS, PUSH_PULL_LEVELS)
+            splat_kernels.render_views(
+                depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, W, H, NEAR_PLANE, limit_scale,
+                cfg.footprint != "point", float(cfg.min_support), bool(cfg.fill_holes), PUSH_PULL_LEVELS, _GROUPS,
+                slot, slots, work["zbufs"], work["accs"], work["limit"], work["colour"], work["confidence"],
+                work["filled"], work["work"], rgb, depth, covered)
+
+        self._map(run_slot, range(slots))
         return rgb, depth, covered
-
-    def _batch_threads(self) -> int:
-        """Views splatted at once: ``threads`` (numba's pool is the process's cores)."""
-        import numba
-
-        return min(self._threads, numba.get_num_threads())
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
         """``uint8 [H, W]``: the reference pixels the numba kernels draw (cached per keyframe)."""

@@ -16,7 +16,7 @@ Compiled on first use (``cache=True`` keeps the machine code in ``__pycache__``)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 #: Channels of the blend sums: colour * w (3), w, footprint support. (Depth comes from the
 #: z-buffer: a sixth channel for a blended depth made the blend pass 30 % slower, measured.)
@@ -335,14 +335,30 @@ def to_rgb8(colour, rgb):  # pragma: no cover - compiled
                 rgb[y, x, k] = np.uint8(0.0 if v < 0.0 else (255.0 if v > 255.0 else v))
 
 
-@njit(cache=True, parallel=True)
+def render_views_workspace(width: int, height: int, groups: int, levels: int) -> dict:
+    """Working buffers of one :func:`render_views` slot (one thread) for ``width x height`` views."""
+    HW = width * height
+    return dict(
+        zbufs=np.empty((groups, HW), np.float32),
+        accs=np.empty((groups, HW, ACC_CHANNELS), np.float32),
+        limit=np.empty(HW, np.float32),
+        colour=np.empty((3, height, width), np.float32),
+        confidence=np.empty((height, width), np.float32),
+        filled=np.empty((3, height, width), np.float32),
+        work=np.empty(push_pull_workspace_size(height, width, levels), np.float32),
+    )
+
+
+@njit(cache=True, nogil=True)
 def render_views(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, width, height, near,
-                 limit_scale, bilinear, min_support, fill_holes, levels, groups, n_slots,
+                 limit_scale, bilinear, min_support, fill_holes, levels, groups, first, stride,
+                 zbufs, accs, limit, colour, confidence, filled, work,
                  rgb_out, depth_out, covered_out):  # pragma: no cover - compiled
-    """Render ``B`` views in parallel, one view per thread (``prange`` over ``n_slots`` working
-    slots, slot ``t`` rendering views ``t, t + n_slots, ...``), each exactly as the
+    """Render views ``first, first + stride, ...`` of a batch of ``B``, each exactly as the
     per-view path of the geometric renderer does (same passes, same summation order, so the
-    same bytes).
+    same bytes). Releases the GIL: the caller runs one slot per thread (``first`` = the slot,
+    ``stride`` = the slot count), each with its own working buffers
+    (:func:`render_views_workspace`), views split round-robin.
 
     Args:
         depths, colours, keeps: typed lists of the references' depth ``float32 [h, w]``,
@@ -355,31 +371,13 @@ def render_views(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, 
         groups: fixed reference groups whose blend sums are added in group order (2, as the
             per-view path: reference ``j`` belongs to group ``j % groups``).
         rgb_out ``uint8 [B, H, W, 3]``, depth_out ``float32 [B, H, W]``, covered_out
-            ``bool [B, H, W]``: written.
+            ``bool [B, H, W]``: written (this slot's views only).
     """
     B = ref_index.shape[0]
-    HW = width * height
-    n_threads = n_slots
-    zbufs = np.empty((n_threads, groups, HW), np.float32)
-    accs = np.empty((n_threads, groups, HW, ACC_CHANNELS), np.float32)
-    limits = np.empty((n_threads, HW), np.float32)
-    colour_bufs = np.empty((n_threads, 3, height, width), np.float32)
-    confidences = np.empty((n_threads, height, width), np.float32)
-    filled_bufs = np.empty((n_threads, 3, height, width), np.float32)
-    n_work = 0
-    h_, w_ = height, width
-    for _ in range(levels):
-        n_work += 4 * h_ * w_
-        if min(h_, w_) <= 1:
-            break
-        h_, w_ = (h_ + 1) // 2, (w_ + 1) // 2
-    works = np.empty((n_threads, n_work), np.float32)
-    for t in prange(n_slots):
-        for i in range(t, B, n_slots):
-            _render_view_in_slot(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, width, height,
-                                 near, limit_scale, bilinear, min_support, fill_holes, levels, groups, i,
-                                 zbufs[t], accs[t], limits[t], colour_bufs[t], confidences[t], filled_bufs[t],
-                                 works[t], rgb_out, depth_out, covered_out)
+    for i in range(first, B, stride):
+        _render_view_in_slot(depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, width, height, near,
+                             limit_scale, bilinear, min_support, fill_holes, levels, groups, i, zbufs, accs, limit,
+                             colour, confidence, filled, work, rgb_out, depth_out, covered_out)
 
 
 @njit(cache=True, nogil=True)
