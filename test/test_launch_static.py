@@ -121,3 +121,28 @@ def test_launch_description_loads(path):
     description = PythonLaunchDescriptionSource(str(path)).get_launch_description(None)
     names = {a.name for a in description.get_launch_arguments()}
     assert "params_file" in names
+
+
+def test_sim_launch_defaults_match_the_nav2_example():
+    """config/nav2_example.yaml (nav2 on ~/map and sim/scan) assumes the simulator's footprint,
+    map cell and scan range: the sim launch file's defaults and the node's agree with it."""
+    import yaml
+
+    nav2 = yaml.safe_load((ROOT / "config" / "nav2_example.yaml").read_text())
+    tree = parsed(ROOT / "launch" / "sim.launch.py")
+    defaults = {literal(c.args[0]): keyword(c, "default_value").value for c in calls(tree, "DeclareLaunchArgument")
+                if isinstance(keyword(c, "default_value"), ast.Constant)}
+    node = read_parameter_file(str(ROOT / "config" / "worldfm.yaml"))
+    global_costmap = nav2["global_costmap"]["global_costmap"]["ros__parameters"]
+    local_costmap = nav2["local_costmap"]["local_costmap"]["ros__parameters"]
+    for costmap in (global_costmap, local_costmap):
+        assert costmap["robot_radius"] == float(defaults["footprint_radius"]) == node["sim.footprint_radius"]
+        assert costmap["resolution"] == float(defaults["map_resolution"]) == node["map.resolution"]
+        assert costmap["global_frame"] == node["world_frame"] and costmap["robot_base_frame"] == node["sim.base_frame"]
+    assert global_costmap["static_layer"]["map_topic"] == "/worldfm_node/map"
+    assert global_costmap["static_layer"]["map_subscribe_transient_local"] is True
+    scan = local_costmap["obstacle_layer"]["scan"]
+    assert scan["topic"] == "/sim/scan" and scan["sensor_frame"] == node["sim.scan_frame"]
+    assert scan["raytrace_max_range"] == float(defaults["scan_range_max"]) == node["sim.scan.range_max"]
+    assert nav2["bt_navigator"]["ros__parameters"]["odom_topic"] == "/sim/odom"
+    assert {"publish_clock", "real_time_factor", "motion", "collision"} <= set(defaults)
