@@ -5,8 +5,9 @@
 
 Each env steps with random actions (autoreset on collision / truncation) after a warm-up
 (numba compilation, caches). Prints steps per second of the single env, env-steps per second
-of the batched vector env (all views in one ``WorldService.render_batch`` call) and their
-ratio; timings on a shared machine are noisy, the ratio less so.
+of the batched vector env (all views in one ``WorldService.render_batch`` call), of
+Gymnasium's ``SyncVectorEnv`` over as many single envs (one render call per env) and the
+ratios; timings on a shared machine are noisy, the ratios less so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 import worldfm_ros.gym  # noqa: F401 - registers WorldFM-v0
-from worldfm_ros.gym import WorldFMVectorEnv, build_synthetic_world
+from worldfm_ros.gym import WorldFMEnv, WorldFMVectorEnv, build_synthetic_world
 from worldfm_ros.gym.robot import load_world
 
 
@@ -40,8 +41,11 @@ def single_rate(world, steps: int, warmup: int, width: int, height: int) -> floa
     return steps / (time.perf_counter() - t0)
 
 
-def vector_rate(world, num_envs: int, steps: int, warmup: int, width: int, height: int) -> float:
-    envs = WorldFMVectorEnv(num_envs, world=world, width=width, height=height)
+def vector_rate(world, num_envs: int, steps: int, warmup: int, width: int, height: int, batched: bool = True) -> float:
+    if batched:
+        envs = WorldFMVectorEnv(num_envs, world=world, width=width, height=height)
+    else:  # Gymnasium's SyncVectorEnv: the envs step (and render) one after another
+        envs = gym.vector.SyncVectorEnv([lambda: WorldFMEnv(world=world, width=width, height=height)] * num_envs)
     envs.reset(seed=0)
     envs.action_space.seed(0)
     t0 = 0.0
@@ -72,14 +76,17 @@ def main(argv=None) -> int:
     single = single_rate(world, args.steps, 20, args.width, args.height)
     batches = max(5, args.steps // 4)
     vector = vector_rate(world, args.num_envs, batches, 3, args.width, args.height)
+    sync = vector_rate(world, args.num_envs, batches, 3, args.width, args.height, batched=False)
     single_again = single_rate(world, args.steps // 2, 5, args.width, args.height)  # drift check
     result = {"backend": world.backend, "width": args.width, "height": args.height, "keyframes": len(world),
               "single_steps_per_s": single, "single_steps_per_s_after": single_again,
               "num_envs": args.num_envs, "vector_env_steps_per_s": vector,
-              "vector_over_single": vector / single}
+              "sync_vector_env_steps_per_s": sync, "vector_over_single": vector / single,
+              "vector_over_sync": vector / sync}
     print(f"world: {len(world)} keyframes, backend {world.backend}, {args.width}x{args.height}")
     print(f"single env:            {single:8.1f} steps/s (again after the vector run: {single_again:.1f})")
     print(f"batched vector env x{args.num_envs}: {vector:8.1f} env-steps/s  ({vector / single:.2f}x the single env)")
+    print(f"SyncVectorEnv x{args.num_envs}:        {sync:8.1f} env-steps/s  (batched / sync: {vector / sync:.2f}x)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
