@@ -28,6 +28,7 @@ here, and a file exported from another checkpoint is refused with a message nami
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -149,7 +150,7 @@ def export_onnx(model, out_path, *, height: int = 240, width: int = 320,
     dynamic_axes[OUTPUT_NAME] = {0: "batch", 2: "height", 3: "width"}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    graph = _GraphModule(model.cpu().eval()).eval()
+    graph = _GraphModule(copy.deepcopy(model).cpu().eval()).eval()  # a copy: the caller's may live on CUDA
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The tracer's notes (strided Slice not constant-folded, Python ints from sizes) are
         # expected: the sizes are traced as shape operations on purpose.
@@ -256,7 +257,7 @@ def compare_with_torch(path, model, bundle, threads: Optional[int] = None) -> di
     feed = {i.name: getattr(bundle, i.name).cpu().numpy() for i in session.get_inputs()}
     ours = session.run([OUTPUT_NAME], feed)[0]
     with torch.inference_mode():
-        theirs = model.cpu()(bundle).numpy()
+        theirs = copy.deepcopy(model).cpu()(bundle.to("cpu")).numpy()
     a = np.round(ours * 255.0).astype(np.int16)
     b = np.round(theirs * 255.0).astype(np.int16)
     within = (np.abs(a - b).max(axis=1) <= 1).mean()
