@@ -6,6 +6,9 @@
 3. The node's simulated camera is then driven with ``sim/cmd_vel`` along the same loop; what
    the virtual camera saw is saved next to the exact synthetic view at the pose ``sim/odom``
    reports, as PNGs and a contact sheet.
+4. The virtual robot then drives straight at the nearest wall its scan sees: the simulator
+   stops it at its footprint (``sim/collision``), and ``map.png`` shows the node's occupancy
+   map with the robot's trajectory and the collision point.
 It prints the ingest rate, ``render_view`` latency and the achieved simulator stream rate.
 """
 
@@ -63,6 +66,77 @@ def _yaw(T: np.ndarray) -> float:
     return math.atan2(T[1, 0], T[0, 0])
 
 
+#: Forward speed of the drive into a wall [m/s].
+_WALL_SPEED = 0.3
+
+
+def _drive_into_wall(client, executor, spin_until, call, set_pose, pub_cmd, scans, odoms, collisions,
+                     odometry_to_pose, matrix_to_pose, Twist, SetPose) -> dict:
+    """Turn the virtual robot towards the nearest wall its latest scan sees (at least 0.6 m
+    away), drive straight at it until the simulator refuses the steps, and report what
+    happened; ``trajectory`` holds the base positions ``[x, y]`` of the drive."""
+    spin_until(lambda: bool(scans) and bool(odoms), "sim/scan")
+    scan, (_, T) = scans[-1], odometry_to_pose(odoms[-1])
+    ranges = np.asarray(scan.ranges, np.float64)
+    angles = scan.angle_min + np.arange(len(ranges)) * scan.angle_increment
+    usable = np.isfinite(ranges) & (ranges >= 0.6)
+    if not usable.any():
+        raise RuntimeError("the simulated scan sees no wall to drive at")
+    beam = int(np.argmin(np.where(usable, ranges, np.inf)))
+    heading = _yaw(T) + angles[beam]
+    T_facing = T.copy()
+    c, s = math.cos(heading), math.sin(heading)
+    T_facing[:2, :2] = [[c, -s], [s, c]]
+    request = SetPose.Request()
+    request.pose = matrix_to_pose(T_facing)
+    reply = call(set_pose, request)
+    if not reply.success:
+        raise RuntimeError(f"sim/set_pose failed: {reply.message}")
+    start = T_facing[:2, 3].copy()
+    odoms.clear()
+    collisions.clear()
+    command = Twist()
+    command.linear.x = _WALL_SPEED
+    deadline = time.monotonic() + ranges[beam] / _WALL_SPEED + 3.0
+    blocked_since = None
+    while time.monotonic() < deadline:
+        pub_cmd.publish(command)
+        until = time.monotonic() + 0.1
+        while time.monotonic() < until:
+            executor.spin_once(timeout_sec=0.01)
+        blocked = bool(collisions) and collisions[-1].data
+        blocked_since = (blocked_since or time.monotonic()) if blocked else None
+        if blocked_since is not None and time.monotonic() - blocked_since > 1.0:
+            break  # refused for a second while still commanded forward: it has stopped
+    pub_cmd.publish(Twist())
+    spin_until(lambda: bool(odoms), "sim/odom")
+    positions = [odometry_to_pose(o)[1][:2, 3] for o in odoms]
+    stop = positions[-1]
+    count = len(scans)
+    spin_until(lambda: len(scans) > count, "sim/scan after the stop")
+    after = np.asarray(scans[-1].ranges, np.float64)
+    ahead = float(after[int(np.argmin(np.abs(angles)))])
+    return {
+        "wall_distance_m": float(ranges[beam]),
+        "travelled_m": float(np.linalg.norm(stop - start)),
+        "collision_reported": any(m.data for m in collisions),
+        "scan_ahead_after_m": ahead,
+        "collision_xy": [float(stop[0]), float(stop[1])],
+        "trajectory": [start] + positions,
+    }
+
+
+def _save_map_png(world_path: str, png: Path, trajectory: np.ndarray, collision_xy) -> Path:
+    """Draw the occupancy map of a saved world (the node's map rules and defaults) with the
+    robot's ``trajectory [N, 2]`` and the collision point."""
+    from worldfm_ros.core.world_file import read_world
+    from worldfm_ros.core.world_service import WorldService
+
+    service = WorldService()
+    service.load_keyframes(read_world(world_path))
+    return service.occupancy_map.save_png(png, trajectory=trajectory, marks={"collision": collision_xy})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldfm-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for PNGs, contact sheet, world file")
@@ -87,7 +161,8 @@ def main(argv=None) -> int:
     from geometry_msgs.msg import Twist
     from nav_msgs.msg import Odometry
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, Image, LaserScan
+    from std_msgs.msg import Bool
 
     from worldfm_ros.core.synthetic import SyntheticWorld
     from worldfm_ros.core.synthetic.trajectory import plan_loop
@@ -149,6 +224,10 @@ def main(argv=None) -> int:
         client.create_subscription(Image, "sim/camera/image_raw", sim_images.append, QoSProfile(depth=50))
         client.create_subscription(Odometry, "sim/odom", sim_odoms.append, QoSProfile(depth=50))
         client.create_subscription(CameraInfo, "sim/camera/camera_info", sim_infos.append, QoSProfile(depth=50))
+        scans: list = []
+        collisions: list = []
+        client.create_subscription(LaserScan, "sim/scan", scans.append, QoSProfile(depth=10))
+        client.create_subscription(Bool, "sim/collision", collisions.append, QoSProfile(depth=50))
         render = client.create_client(RenderView, "/worldfm_node/render_view")
         save = client.create_client(SaveWorld, "/worldfm_node/save_world")
         set_pose = client.create_client(SetPose, "sim/set_pose")
@@ -264,11 +343,26 @@ def main(argv=None) -> int:
             print(f"[demo] virtual camera vs exact view at the sim/odom pose: {results['sim_psnr_db']:.1f} dB "
                   f"over {len(rows)} snapshots", flush=True)
 
-        # --- 5. keep the remembered world ---------------------------------------------------
+        # --- 5. drive the virtual robot straight at a wall: the simulator stops it ------------
+        trajectory = [odometry_to_pose(o)[1][:2, 3] for o in odoms]
+        wall = _drive_into_wall(client, executor, spin_until, call, set_pose, pub_cmd, scans, sim_odoms,
+                                collisions, odometry_to_pose, matrix_to_pose, Twist, SetPose)
+        trajectory += wall.pop("trajectory")
+        results.update(wall)
+        print(f"[demo] drove at a wall {wall['wall_distance_m']:.2f} m ahead: stopped after "
+              f"{wall['travelled_m']:.2f} m, sim/collision {wall['collision_reported']}, scan ahead now "
+              f"{wall['scan_ahead_after_m']:.2f} m (footprint radius 0.2 m)", flush=True)
+
+        # --- 6. keep the remembered world, draw its map ---------------------------------------
         request = SaveWorld.Request()
         request.path = str((out / "demo.world").resolve())
         reply = call(save, request)
         results["world_file"] = request.path if reply.success else f"failed: {reply.message}"
+        if reply.success:
+            results["map_png"] = str(_save_map_png(request.path, out / "map.png", np.array(trajectory),
+                                                   wall["collision_xy"]))
+            print(f"[demo] occupancy map with the trajectory and the collision point: {results['map_png']}",
+                  flush=True)
         (out / "summary.json").write_text(json.dumps(results, indent=2))
         print(f"[demo] world saved to {results['world_file']}; contact sheet {out / 'contact_sheet.png'}; "
               f"summary {out / 'summary.json'}", flush=True)
