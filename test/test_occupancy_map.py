@@ -185,3 +185,11 @@ def test_world_service_keeps_the_map_in_step_with_memory(streamed, tmp_path):
     loaded.reset()
     assert loaded.occupancy_map.grid()[0].size == 0 and loaded.occupancy_map.version > version
     loaded.close()
+
+
+def test_compile_kernels_compiles_every_kernel():
+    from worldfm_ros.core import occupancy_map
+
+    occupancy_map.compile_kernels()
+    kernels = [value for value in vars(occupancy_map).values() if hasattr(value, "signatures")]
+    assert len(kernels) == 6 and all(kernel.signatures for kernel in kernels)

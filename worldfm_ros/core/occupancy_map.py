@@ -230,6 +230,19 @@ def _cast_beams(occupied, res, i0, j0, x, y, angles, range_max, out):  # pragma:
         out[n] = result
 
 
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the map's kernels now, on tiny inputs, so the first
+    keyframe, scan or collision check does not pay for it (about 2.5 s once per install)."""
+    depth = np.full((2, 2), 1.0, np.float32)
+    points = _depth_points(depth, np.eye(3), np.zeros(3), 1.0, 1.0, 0.5, 0.5)
+    _mark_hits(points, -1.0, 1.0, 0.5, -4, -4, np.zeros((9, 9), bool))
+    _mark_free(np.zeros(3), points, -1.0, 1.0, 0.5, -4.0, -4.0, np.zeros((9, 9), bool))
+    _xy_bounds(points, 0.0, 0.0)
+    occupied = np.ones((2, 2), bool)
+    _nearest_occupied(occupied, 0.5, 0, 0, 0.1, 0.1, 1.0)
+    _cast_beams(occupied, 0.5, 0.0, 0.0, -1.0, 0.5, np.zeros(1), 2.0, np.zeros(1))
+
+
 class OccupancyMap:
     """2-D occupancy grid of keyframe depth; see the module docstring for the rules.
 
