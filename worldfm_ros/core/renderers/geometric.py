@@ -29,6 +29,7 @@ version of the same algorithm, kept as the test oracle.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -246,9 +247,8 @@ class GeometricRenderer:
     ) -> RenderResult:
         """``B`` views in one call, view ``b`` from ``references_per_view[b]``: the same bytes
         as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`). On the numba
-        path the views are split between the ``threads`` (one view per thread at a time
-        instead of one reference group per thread: no join between the passes, no Python
-        between the views). The torch path renders the views one by one."""
+        path the ``threads`` take views one at a time (one view per thread instead of one
+        reference group per thread: no join between the passes). The torch path renders the views one by one."""
         T = _check_batch(references_per_view, T_world_cam)
         for pose in T:
             validate_pose_matrix(pose)
@@ -316,14 +316,20 @@ class GeometricRenderer:
         slots = max(1, min(B, self._threads))
         limit_scale = np.float32(1.0 + cfg.depth_tolerance)
 
+        next_view = itertools.count()  # shared by the threads (next() is atomic under the GIL)
+
         def run_slot(slot: int) -> None:
-            # One slot per thread, views split round-robin; the kernel releases the GIL.
+            # Each thread takes the next view until none is left (the kernel releases the GIL):
+            # a thread the OS runs less of a busy machine simply renders fewer views.
             work = splat_kernels.render_views_workspace(W, H, _GROUPS, PUSH_PULL_LEVELS)
-            splat_kernels.render_views(
-                depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, W, H, NEAR_PLANE, limit_scale,
-                cfg.footprint != "point", float(cfg.min_support), bool(cfg.fill_holes), PUSH_PULL_LEVELS, _GROUPS,
-                slot, slots, work["zbufs"], work["accs"], work["limit"], work["colour"], work["confidence"],
-                work["filled"], work["work"], rgb, depth, covered)
+            for view in iter(lambda: next(next_view), None):
+                if view >= B:
+                    return
+                splat_kernels.render_views(
+                    depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, W, H, NEAR_PLANE, limit_scale,
+                    cfg.footprint != "point", float(cfg.min_support), bool(cfg.fill_holes), PUSH_PULL_LEVELS,
+                    _GROUPS, view, B, work["zbufs"], work["accs"], work["limit"], work["colour"], work["confidence"],
+                    work["filled"], work["work"], rgb, depth, covered)
 
         self._map(run_slot, range(slots))
         return rgb, depth, covered
