@@ -67,7 +67,8 @@ def test_status_and_keyframe_messages_carry_the_documented_extras():
         "stamp": "builtin_interfaces/Time", "keyframes": "uint32", "memory_bytes": "uint64",
         "backend": "string", "world_path": "string", "ingest_rate_hz": "float",
         "sim_rate_hz": "float", "last_render_ms": "float", "frames_received": "uint64",
-        "frames_dropped": "uint64",
+        "frames_dropped": "uint64", "pairs_offered": "uint64", "pairs_skipped_busy": "uint64",
+        "sim_collisions": "uint32", "world_file_errors": "uint64",
     }
     assert KeyframeInfo.get_fields_and_field_types()["coverage_gain"] == "float"
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from worldfm_ros.core.errors import WorldFMError
+from worldfm_ros.core.errors import InvalidPoseError, WorldFMError
 from worldfm_ros.core.pose import interpolate_pose, validate_pose_matrix
 
 
@@ -50,6 +50,9 @@ class OdometryBuffer:
             between [s] (a dropped odometry stream should not yield invented poses).
         jump_back_reset: a sample older than the newest by more than this means time jumped
             back (a bag restarted, simulated time reset): the buffer is emptied first [s].
+        max_position: a sample whose position is farther than this from the origin is refused
+            (``InvalidPoseError``): a finite but absurd pose, e.g. 1e300 m, would otherwise
+            become a keyframe pose [m].
     """
 
     def __init__(
@@ -59,11 +62,13 @@ class OdometryBuffer:
         max_samples: int = 2000,
         max_interpolation_gap: float = 1.0,
         jump_back_reset: float = 2.0,
+        max_position: float = 1e6,
     ):
         for name, value in (
             ("max_extrapolation", max_extrapolation),
             ("max_interpolation_gap", max_interpolation_gap),
             ("jump_back_reset", jump_back_reset),
+            ("max_position", max_position),
         ):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
@@ -73,6 +78,7 @@ class OdometryBuffer:
         self.max_samples = int(max_samples)
         self.max_interpolation_gap = float(max_interpolation_gap)
         self.jump_back_reset = float(jump_back_reset)
+        self.max_position = float(max_position)
         self._stamps: list[float] = []
         self._poses: list[np.ndarray] = []
         self._lock = threading.Lock()
@@ -98,6 +104,14 @@ class OdometryBuffer:
         if not math.isfinite(stamp):
             raise ValueError(f"odometry stamp is not finite: {stamp!r}")
         T = validate_pose_matrix(T_world_base).copy()
+        # (the largest coordinate first: the norm of 1e300 overflows)
+        distance = float(np.abs(T[:3, 3]).max())
+        if distance <= self.max_position:
+            distance = float(np.linalg.norm(T[:3, 3]))
+        if distance > self.max_position:
+            raise InvalidPoseError(
+                f"odometry position {T[:3, 3].tolist()} is {distance:.6g} m from the origin, beyond "
+                f"the bound of {self.max_position:g} m", T[:3, 3].tolist())
         with self._lock:
             if self._stamps and stamp < self._stamps[-1] - self.jump_back_reset:
                 self._stamps.clear()

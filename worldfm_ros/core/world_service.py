@@ -18,6 +18,7 @@ colour ``uint8 [H, W, 3]`` RGB; depth ``float32 [H, W]`` metres, 0 = unknown.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -80,6 +81,8 @@ class WorldServiceConfig:
             about 0.9).
         map_resolution, map_min_height, map_max_height, map_floor_z, map_free_max_height: the
             occupancy map's cell side and height band [m] (:class:`~.occupancy_map.OccupancyMap`).
+        depth_min_m, depth_max_m: valid depth range [m]; depth outside it is unknown (0) before
+            a frame is judged or stored (CONTRACT.md v2).
     """
 
     backend: str = "geometric"
@@ -102,8 +105,14 @@ class WorldServiceConfig:
     map_max_height: float = 1.5
     map_floor_z: float = 0.0
     map_free_max_height: float = 0.5
+    depth_min_m: float = 0.1
+    depth_max_m: float = 10.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.depth_min_m) and math.isfinite(self.depth_max_m)
+                and 0.0 <= self.depth_min_m < self.depth_max_m):
+            raise ValueError(f"depth range must satisfy 0 <= depth_min_m < depth_max_m (finite), got "
+                             f"[{self.depth_min_m!r}, {self.depth_max_m!r}]")
         validate_image_size(self.keyframe_width, self.keyframe_height)
         validate_image_size(self.max_render_side, self.max_render_side)
         register_to_colour(np.zeros((1, 1), np.float32), Intrinsics(1.0, 1.0, 0.0, 0.0, 1, 1),
@@ -168,6 +177,8 @@ class WorldService:
         config: see :class:`WorldServiceConfig`.
         renderer: use this renderer instead of building one from ``config`` (tests, eval).
         on_keyframe: called (outside the lock) with each accepted keyframe.
+        on_persist_error: called with a message for each failed world-file write (default:
+            Python logging at error level; the node passes its own logger).
     """
 
     def __init__(
@@ -176,8 +187,11 @@ class WorldService:
         *,
         renderer: Optional[Renderer] = None,
         on_keyframe: Optional[Callable[[Keyframe], None]] = None,
+        on_persist_error: Optional[Callable[[str], None]] = None,
     ):
         self.config = config
+        self.on_persist_error = on_persist_error or _log.error
+        self._commit_error: Optional[str] = None  # why the keyframe being inserted was not committed
         self.warnings: list[str] = []
         if renderer is None:
             renderer, self.backend, self.warnings = build_renderer(config)
@@ -196,6 +210,15 @@ class WorldService:
         self.evicted_while_loading = 0
         if config.world_path:
             self._open_world(config.world_path)
+
+    @property
+    def device(self) -> str:
+        """The device the renderer actually runs on (``cpu``, ``cuda``): after a fallback it
+        differs from ``config.device``."""
+        device = getattr(self.renderer, "device", None)
+        if device is None:
+            return self.config.device
+        return str(getattr(device, "type", device))
 
     # ------------------------------------------------------------------ persistence
     def _open_world(self, path: str) -> None:
@@ -221,7 +244,8 @@ class WorldService:
                 self._world_file.append(keyframe)
             except (OSError, WorldFileError) as error:
                 self.persist_errors += 1
-                _log.error("could not commit keyframe %d to %s: %s", keyframe.id, self.config.world_path, error)
+                self._commit_error = f"could not commit keyframe {keyframe.id} to {self.config.world_path}: {error}"
+                self.on_persist_error(self._commit_error)
 
     def _persist_evict(self, keyframe_id: int) -> None:
         self.occupancy_map.remove(keyframe_id)
@@ -235,7 +259,7 @@ class WorldService:
                 self._world_file.remove(keyframe_id)
             except (OSError, WorldFileError) as error:
                 self.persist_errors += 1
-                _log.error("could not remove keyframe %d from %s: %s", keyframe_id, self.config.world_path, error)
+                self.on_persist_error(f"could not remove keyframe {keyframe_id} from {self.config.world_path}: {error}")
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -278,19 +302,28 @@ class WorldService:
 
     def ingest_keyframe(self, frame: Keyframe) -> Optional[Keyframe]:
         """As :meth:`ingest`, returning the stored (downscaled) keyframe. Its
-        ``extras["coverage_gain"]`` is the fraction of its view no earlier keyframe saw."""
+        ``extras["coverage_gain"]`` is the fraction of its view no earlier keyframe saw.
+
+        With a world file, the keyframe is returned only once it is committed to it: a failed
+        write raises :class:`KeyframeNotCommittedError` (the keyframe stays in memory and
+        ``persist_errors`` counts it), so whoever announces keyframes never announces one
+        that a restart would not find.
+        """
         # Judge the frame at the resolution it would be stored at: the same frame offered at
         # 640x480 (the node) or 320x240 (worldfm-eval) gets the same decision.
         small = self._downscaled(frame)
         with self._lock:
             if self.memory.is_redundant(small):
                 return None  # cheap exit before the novelty estimate
-        with self._lock:
+            # One lock: nothing can change the memory between the policy's verdict and the
+            # insertion, so the frame is inserted without being judged a second time.
             references = self.memory.retrieve(small.T_world_cam, small.intrinsics) if len(self.memory) else []
             small.extras["coverage_gain"] = view_novelty(small, references)
-            kid = self.memory.consider(small)
-        if kid is None:
-            return None
+            self._commit_error = None
+            self.memory.add(small)
+            commit_error, self._commit_error = self._commit_error, None
+        if commit_error is not None:
+            raise KeyframeNotCommittedError(commit_error, small)
         if self.on_keyframe is not None:
             self.on_keyframe(small)
         return small
@@ -299,9 +332,12 @@ class WorldService:
         h, w = frame.depth.shape
         s = min(self.config.keyframe_width / w, self.config.keyframe_height / h, 1.0)
         width, height = max(1, int(round(w * s))), max(1, int(round(h * s)))
-        colour, depth, intrinsics = downscale_rgbd(frame.colour, frame.depth, frame.intrinsics, width, height)
+        # Depth outside [depth.min_m, depth.max_m] is unknown, before any averaging.
+        valid = (frame.depth >= self.config.depth_min_m) & (frame.depth <= self.config.depth_max_m)
+        depth = np.where(valid, frame.depth, np.float32(0.0)).astype(np.float32, copy=False)
+        colour, depth, intrinsics = downscale_rgbd(frame.colour, depth, frame.intrinsics, width, height)
         if colour is frame.colour:
-            colour, depth = colour.copy(), depth.copy()  # the caller may reuse its buffers
+            colour = colour.copy()  # the caller may reuse its buffers (depth is a new array)
         depth, intrinsics = register_to_colour(depth, intrinsics, self.config.colour_focal_ratio)
         return Keyframe(colour, depth, intrinsics, frame.T_world_cam.copy(), frame.stamp)
 
@@ -418,6 +454,11 @@ class WorldService:
             for keyframe in self.memory.retrieve(pose, intrinsics, k):
                 chosen.setdefault(keyframe.id, keyframe)
         return list(chosen.values())
+
+
+class KeyframeNotCommittedError(WorldFileError):
+    """A keyframe was accepted into memory but could not be committed to the world file;
+    ``.value`` is the keyframe (in memory, not on disk)."""
 
 
 def view_novelty(frame: Keyframe, references: Sequence[Keyframe]) -> float:

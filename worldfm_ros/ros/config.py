@@ -12,6 +12,7 @@ rclpy is imported only inside the ROS-facing functions: the YAML path works with
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
@@ -22,7 +23,9 @@ from worldfm_ros.core.memory import INSERTION_POLICIES, MemoryConfig
 from worldfm_ros.core.pose import pose_from_vector
 from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldServiceConfig
 
-#: Name of the node; YAML files put its parameters under ``worldfm_node: ros__parameters:``.
+#: Name of the node. YAML files put its parameters under ``/**: ros__parameters:`` (any name or
+#: namespace) or ``/<ns>/worldfm_node: ros__parameters:``; a bare ``worldfm_node:`` key does not
+#: match a node in a namespace.
 NODE_NAME = "worldfm_node"
 
 BACKENDS = ("geometric", "nearest", "learned")
@@ -201,6 +204,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Colour camera focal length / camera_info's, for RGB-D sensors whose depth is not registered to "
               "colour (Kinect v1 raw streams, 7-Scenes: about 0.9; estimate it with worldfm-eval "
               "--colour-focal-ratio auto); 1 = registered", 0.5, 2.0),
+    ParamSpec("depth.min_m", 0.1, float, "Depth below this is unknown (0) [m]", 0.0, 1000.0),
+    ParamSpec("depth.max_m", 10.0, float, "Depth above this is unknown (0) [m]; 16UC1 65535 is always unknown",
+              0.001, 1000.0),
+    ParamSpec("odom.max_position_m", 1e6, float,
+              "Odometry whose position is farther than this from the origin is refused [m]", 1.0, 1e12),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -261,10 +269,17 @@ class NodeConfig:
     learned_cache_dir: str = ""
     autostart: bool = True
     camera_colour_focal_ratio: float = 1.0
+    depth_min_m: float = 0.1
+    depth_max_m: float = 10.0
+    odom_max_position_m: float = 1e6
 
     def __post_init__(self) -> None:
         for spec in PARAMETERS:
             object.__setattr__(self, spec.field, spec.validate(getattr(self, spec.field)))
+        # A path as typed in a shell: "~/worlds/lab.world" (-p does not expand "~").
+        object.__setattr__(self, "world_path", os.path.expanduser(self.world_path) if self.world_path else "")
+        if self.depth_max_m <= self.depth_min_m:
+            raise ConfigError("depth.max_m", self.depth_max_m, f"must exceed depth.min_m = {self.depth_min_m}")
         for spec in (SPECS["camera_to_base"], SPECS["sim.start_pose"]):
             value = getattr(self, spec.field)
             if value:
@@ -324,6 +339,8 @@ class NodeConfig:
             ),
             world_path=self.world_path,
             colour_focal_ratio=self.camera_colour_focal_ratio,
+            depth_min_m=self.depth_min_m,
+            depth_max_m=self.depth_max_m,
             map_resolution=self.map_resolution,
             map_min_height=self.map_min_height,
             map_max_height=self.map_max_height,
@@ -413,12 +430,52 @@ def _descriptor(spec: ParamSpec):
     return descriptor, types[spec.kind]
 
 
-def declare_parameters(node) -> None:
+#: Parameters every rclpy node may take besides ours (never reported as unknown).
+ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+def unknown_parameter_warnings(names) -> list[str]:
+    """One warning per name in ``names`` (overrides given to the node) that is not one of its
+    parameters, with the closest known names: a misspelt ``sim.enabeld`` is otherwise
+    ignored silently by ROS."""
+    import difflib
+
+    warnings = []
+    for name in sorted(set(names)):
+        if name in SPECS or name in ROS_BUILTIN_PARAMETERS or name.startswith("qos_overrides."):
+            continue
+        close = difflib.get_close_matches(name, list(SPECS), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        warnings.append(f"parameter '{name}' is not a parameter of {NODE_NAME} and is ignored{hint}")
+    return warnings
+
+
+def usage() -> str:
+    """``worldfm_node --help``: how to run it and every parameter with its default."""
+    lines = [
+        f"usage: {NODE_NAME} [--help] [--ros-args [-p NAME:=VALUE ...] [--params-file FILE] [-r __ns:=/NS]]",
+        "",
+        "The world-model node (lifecycle; autostart configures and activates it). Parameters are",
+        "read at configure; the installed config/worldfm.yaml holds every default under '/**:'.",
+        "",
+        "parameters:",
+    ]
+    for spec in PARAMETERS:
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        constraint = spec.constraint_text()
+        lines.append(f"  {spec.name} (default {default!r}{'; ' + constraint if constraint else ''})")
+        lines.append(f"      {spec.description}")
+    return "\n".join(lines)
+
+
+def declare_parameters(node, *, read_only=lambda: False) -> None:
     """Declare every parameter on ``node`` with its descriptor (description, type, range).
 
     Overrides (``-p``, ``--params-file``) of the wrong type or out of range raise
     :class:`ConfigError` naming the parameter. Later ``set_parameters`` calls are checked
-    by the same rules.
+    by the same rules, and refused with a reason while ``read_only()`` is true (the node
+    reads its parameters at configure only, so a change then would report success and do
+    nothing).
     """
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
@@ -447,6 +504,11 @@ def declare_parameters(node) -> None:
                 spec.validate(parameter.value)
             except ConfigError as error:
                 return SetParametersResult(successful=False, reason=str(error))
+            if read_only():
+                return SetParametersResult(successful=False, reason=(
+                    f"parameter '{spec.name}' is read when the node is configured; to change it, deactivate "
+                    f"and clean up the node (ros2 lifecycle set {NODE_NAME} deactivate / cleanup), set it, "
+                    f"then configure and activate again"))
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(check)

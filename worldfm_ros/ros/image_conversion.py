@@ -10,7 +10,8 @@ Incoming messages are read duck-typed: anything with the fields ``height``, ``wi
 Conventions (../shared/CONTRACT.md):
 - colour: ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8`` in -> ``uint8 [H, W, 3]`` RGB out
   (alpha dropped, grey replicated); rendered colour goes out as ``rgb8``;
-- depth: ``16UC1`` (also ``mono16``) millimetres, 0 = invalid; ``32FC1`` metres, 0 / NaN /
+- depth: ``16UC1`` (also ``mono16``) millimetres, 0 and 65535 (the drivers' "no return"
+  / saturated value) = invalid; ``32FC1`` metres, 0 / NaN /
   +-inf = invalid -> ``float32 [H, W]`` metres with 0 = invalid (negative values, which no
   sensor measures, count as invalid too); rendered depth goes out as ``32FC1`` metres;
 - ``step`` (row length in bytes, padding included) and ``is_bigendian`` are honoured.
@@ -34,6 +35,8 @@ from worldfm_ros.core.undistort import Undistorter, needs_undistortion
 
 #: Depth encodings: millimetres in unsigned 16 bit.
 DEPTH_MM_ENCODINGS = ("16UC1", "mono16")
+#: 16-bit depth value that means "no measurement" (besides 0).
+DEPTH_MM_UNKNOWN = 65535
 #: Depth encodings: metres in 32-bit float.
 DEPTH_M_ENCODINGS = ("32FC1",)
 
@@ -119,8 +122,9 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 def image_to_depth(msg: Any) -> np.ndarray:
     """Depth ``Image`` -> ``float32 [H, W]`` metres, 0 = invalid (a copy).
 
-    ``16UC1``/``mono16`` are millimetres (0 stays invalid); ``32FC1`` is metres with 0, NaN,
-    +-inf and negative values mapped to 0.
+    ``16UC1``/``mono16`` are millimetres (0 and 65535 are invalid); ``32FC1`` is metres
+    with 0, NaN, +-inf and negative values mapped to 0. (The node's ``depth.min_m`` /
+    ``depth.max_m`` range is applied later, by the world service.)
     """
     layout = _DEPTH_LAYOUTS.get(msg.encoding)
     if layout is None:
@@ -130,7 +134,9 @@ def image_to_depth(msg: Any) -> np.ndarray:
         )
     values = _pixels(msg, layout)[:, :, 0]
     if msg.encoding in DEPTH_MM_ENCODINGS:
-        return values.astype(np.float32) / np.float32(1000.0)
+        depth = values.astype(np.float32) / np.float32(1000.0)
+        depth[values == DEPTH_MM_UNKNOWN] = 0.0
+        return depth
     depth = values.astype(np.float32, copy=True)
     depth[~(np.isfinite(depth) & (depth > 0))] = 0.0
     return depth

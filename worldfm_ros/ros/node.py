@@ -27,6 +27,7 @@ Interfaces: see ``CONTRACT.md`` (topic names, QoS, services, parameters).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -50,9 +51,16 @@ from worldfm_ros.core.odometry_buffer import OdometryBuffer, PoseUnavailableErro
 from worldfm_ros.core.pose import invert_pose
 from worldfm_ros.core.startup_objects import freeze_startup_objects, unfreeze_startup_objects
 from worldfm_ros.core.undistort import Undistorter
-from worldfm_ros.core.world_service import MAX_RENDER_SIDE, WorldService
+from worldfm_ros.core.world_service import MAX_RENDER_SIDE, KeyframeNotCommittedError, WorldService
 from worldfm_ros.msg import KeyframeInfo, WorldStatus
-from worldfm_ros.ros.config import NODE_NAME, ConfigError, NodeConfig, declare_parameters
+from worldfm_ros.ros.config import (
+    NODE_NAME,
+    ConfigError,
+    NodeConfig,
+    declare_parameters,
+    unknown_parameter_warnings,
+    usage,
+)
 from worldfm_ros.ros.dds import apply_dds_profile
 from worldfm_ros.ros.ingest import IngestPipeline
 from worldfm_ros.ros.map_publisher import MapPublisher
@@ -137,12 +145,15 @@ class WorldFMNode(LifecycleNode):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._is_configured = False  # parameters are read-only from configure to cleanup
         try:
-            declare_parameters(self)
+            declare_parameters(self, read_only=lambda: self._is_configured)
             self.config = NodeConfig.from_node(self)
         except ConfigError as error:
             self.get_logger().fatal(f"invalid configuration: {error}")
             raise
+        for warning in unknown_parameter_warnings(getattr(self, "_parameter_overrides", {})):
+            self.get_logger().warning(warning)
         self.world: Optional[WorldService] = None
         self._groups = {
             name: MutuallyExclusiveCallbackGroup() for name in ("ingest", "state", "render", "sim", "control")
@@ -171,16 +182,19 @@ class WorldFMNode(LifecycleNode):
         log = self.get_logger()
         try:
             config = NodeConfig.from_node(self)
-            world = WorldService(config.world_service_config())
-        except (WorldFMError, OSError, ValueError, RuntimeError, ImportError) as error:
-            log.error(f"configure failed: {error}")
+            world = WorldService(config.world_service_config(), on_persist_error=self._on_persist_error)
+        except (WorldFMError, OSError, ValueError, RuntimeError, ImportError, MemoryError) as error:
+            self._configure_error = f"{type(error).__name__}: {error}" if isinstance(error, MemoryError) else str(error)
+            log.error(f"configure failed: {self._configure_error}")
             return TransitionCallbackReturn.FAILURE
+        self._is_configured = True
         self.config, self.world = config, world
         for warning in world.warnings:
             log.warning(warning)
         self._T_base_cam = config.T_base_cam
         self._T_cam_base = invert_pose(self._T_base_cam)
-        self._odom = OdometryBuffer(max_extrapolation=config.sync_max_extrapolation)
+        self._odom = OdometryBuffer(max_extrapolation=config.sync_max_extrapolation,
+                                    max_position=config.odom_max_position_m)
         self._sync = FrameSync(max_gap=config.sync_max_gap)
         self._sync_drops_reported = 0
         self._ingest = IngestPipeline(
@@ -213,7 +227,7 @@ class WorldFMNode(LifecycleNode):
                 self._release_all()
                 return TransitionCallbackReturn.FAILURE
         log.info(
-            f"configured: backend {world.backend} on {config.device}, {len(world)} keyframes"
+            f"configured: backend {world.backend} on {world.device}, {len(world)} keyframes"
             + (f" from {config.world_path}" if config.world_path else "")
             + (", simulated camera on" if config.sim_enabled else "")
         )
@@ -253,6 +267,7 @@ class WorldFMNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_all()
+        self._is_configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -289,8 +304,9 @@ class WorldFMNode(LifecycleNode):
 
     def autostart(self) -> None:
         """Configure and activate; raises :class:`StartupError` if either fails."""
+        self._configure_error = "see the log above"
         if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            raise StartupError("worldfm_node could not be configured (see the error above)")
+            raise StartupError(f"could not be configured: {self._configure_error}")
         if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             raise StartupError("worldfm_node could not be activated (see the error above)")
 
@@ -388,6 +404,10 @@ class WorldFMNode(LifecycleNode):
         latest = self._odom.latest() if self._odom is not None else None
         return self._camera is not None and latest is not None and latest[0] >= pair.stamp
 
+    def _on_persist_error(self, message: str) -> None:
+        """A world-file write failed (disk full, I/O error): the node's log at error level."""
+        self.get_logger().error(message, throttle_duration_sec=WARN_PERIOD)
+
     def _on_ingest_error(self, error: BaseException) -> None:
         self._drops["internal_error"] += 1
         self.get_logger().error(f"ingesting a frame failed unexpectedly: {error!r}",
@@ -413,6 +433,11 @@ class WorldFMNode(LifecycleNode):
             frame = Keyframe(colour, depth, intrinsics, T_world_base @ self._T_base_cam, pair.stamp)
             self._pairs_offered += 1
             keyframe = world.ingest_keyframe(frame)
+        except KeyframeNotCommittedError:
+            # In memory but not on disk: never announced (the error is logged and counted
+            # in ~/status.world_file_errors by _on_persist_error).
+            self._ingest_meter.tick(time.monotonic())
+            return
         except WorldFMError as error:
             self._drop(type(error).__name__, str(error))
             return
@@ -440,7 +465,7 @@ class WorldFMNode(LifecycleNode):
         k = np.asarray(info.k, dtype=np.float64)
         if k.size != 9 or not np.all(np.isfinite(k)):
             raise InvalidIntrinsicsError(f"camera_info.k must hold 9 finite values, got {k.tolist()}", k)
-        return Intrinsics.from_matrix(k, int(info.width), int(info.height))
+        return camera_info_to_intrinsics(info)  # refuses skew or k[8] != 1, as ingestion does
 
     def _on_render_view(self, request: RenderView.Request, response: RenderView.Response) -> RenderView.Response:
         world = self.world
@@ -536,16 +561,26 @@ class WorldFMNode(LifecycleNode):
         msg.frames_received = ingest.counters.frames_received if ingest is not None else 0
         msg.frames_dropped = sum(self._drops.values()) + self._colour_sync_drops()
         msg.pairs_offered = self._pairs_offered
+        msg.world_file_errors = int(world.persist_errors)
         msg.pairs_skipped_busy = ingest.counters.pairs_skipped_busy if ingest is not None else 0
         self._status_pub.publish(msg)
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """Console script ``worldfm_node``: ``--ros-args -p name:=value`` / ``--params-file`` are
-    handled by rclpy. Applies the package's DDS profile (large images between processes)."""
+    handled by rclpy. Applies the package's DDS profile (large images between processes).
+
+    ``--help`` prints the usage and every parameter. A configuration or start-up error is
+    logged as one FATAL line (no traceback) and the exit status is 1."""
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "-h" in own or "--help" in own:
+        print(usage())
+        return 0
     apply_dds_profile()
     rclpy.init(args=args)
     node = None
+    status = 0
     executor = MultiThreadedExecutor(num_threads=6)
     try:
         node = WorldFMNode()
@@ -555,13 +590,19 @@ def main(args=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ConfigError:
+        status = 1  # WorldFMNode logged the FATAL line naming the parameter
+    except StartupError as error:
+        node.get_logger().fatal(f"{NODE_NAME} {error}")
+        status = 1
     finally:
         executor.shutdown()
         if node is not None:
             node._release_all()
             node.destroy_node()
         rclpy.try_shutdown()
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
