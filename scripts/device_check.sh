@@ -88,7 +88,7 @@ import torch
 
 from worldfm_ros.cli.bench import DEFAULT_CAMERA, synthetic_frames
 from worldfm_ros.core.pose import interpolate_pose
-from worldfm_ros.core.renderers.learned import LearnedRenderer
+from worldfm_ros.core.renderers.learned import DEFAULT_MODEL_PATH, LearnedRenderer
 from worldfm_ros.learned.model import load_checkpoint
 from worldfm_ros.learned.onnx_export import build_tensorrt_engine, export_onnx
 
@@ -111,14 +111,14 @@ try:
 except ImportError as exc:
     trt_reason = f"tensorrt not importable ({exc.name})"
 
-frames = synthetic_frames(0, 40, DEFAULT_CAMERA)
+frames = synthetic_frames(0, 40, DEFAULT_CAMERA.resized(320, 240))  # keyframes as the node stores them
 for i, f in enumerate(frames):
     f.id = i
 poses = [interpolate_pose(a.T_world_cam, b.T_world_cam, 0.5) for a, b in zip(frames, frames[1:])]
 cache = os.path.join(out_dir, "cache")
-model, _ = load_checkpoint(LearnedRenderer().model_path)
+model, _ = load_checkpoint(DEFAULT_MODEL_PATH)
 onnx_path = os.path.join(out_dir, "learned.onnx")
-export_onnx(model, onnx_path, checkpoint_path=LearnedRenderer().model_path)
+export_onnx(model, onnx_path, checkpoint_path=DEFAULT_MODEL_PATH)
 
 
 def rows():

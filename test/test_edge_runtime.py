@@ -280,3 +280,32 @@ def test_onnxruntime_cuda_agrees_with_torch_cuda(frames, targets, shipped_onnx):
     assert ort.runtime.providers[0] in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
     out = ort.render_batch([frames[:9]] * 2, targets[:2], SMALL)
     assert _within_one_level(out.rgb, torch_out.rgb) >= 0.999
+
+
+def test_node_with_a_corrupt_onnx_file_falls_back_or_fails_configure_cleanly(tmp_path):
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is needed for the node")
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from worldfm_ros.ros.node import WorldFMNode
+
+    bad = tmp_path / "truncated.onnx"
+    bad.write_bytes(b"\x08\x07\x12\x04" * 10)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        for fallback, expected in ((True, TransitionCallbackReturn.SUCCESS), (False, TransitionCallbackReturn.FAILURE)):
+            node = WorldFMNode(context=context, parameter_overrides=[
+                Parameter("backend", value="learned"), Parameter("learned.runtime", value="onnxruntime"),
+                Parameter("learned.onnx_path", value=str(bad)), Parameter("backend_fallback", value=fallback)])
+            try:
+                assert node.trigger_configure() == expected
+                if fallback:
+                    assert node.world.renderer.runtime.name == "torch"
+                    assert any(str(bad) in w for w in node.world.warnings)
+                else:
+                    assert node.world is None
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

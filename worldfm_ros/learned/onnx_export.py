@@ -71,26 +71,35 @@ def file_sha256(path) -> str:
 # ---------------------------------------------------------------------------- example inputs
 def example_bundle(k: int, height: int, width: int, batch: int = 1, seed: int = 3):
     """A real :class:`WarpBundle` (``batch`` views of ``height x width``, ``k`` slots): ``k``
-    frames of synthetic world ``seed`` warped into ``batch`` poses between them. The export
+    frames (160x120) of synthetic world ``seed`` warped into ``batch`` poses between them. The export
     traces on it and the checks compare torch and ONNX Runtime on it."""
+    from worldfm_ros.core.camera import Intrinsics
+    from worldfm_ros.learned.warp import WarpBundle, warp_references
+
+    f = 0.8 * width
+    camera = Intrinsics(fx=f, fy=f, cx=(width - 1) / 2, cy=(height - 1) / 2, width=width, height=height)
+    refs, targets = _example_scene(k, batch, seed)
+    return WarpBundle.stack([warp_references(list(refs), T, camera, k, "cpu") for T in targets])
+
+
+@lru_cache(maxsize=4)
+def _example_scene(k: int, batch: int, seed: int) -> tuple:
+    """``k + 1`` reference keyframes (160x120) of synthetic world ``seed`` and ``batch``
+    target poses between them (cached: tests and checks ask for the same scene often)."""
     from worldfm_ros.core.camera import Intrinsics
     from worldfm_ros.core.keyframe import Keyframe
     from worldfm_ros.core.pose import interpolate_pose
     from worldfm_ros.core.synthetic.generate import generate_world
     from worldfm_ros.core.synthetic.trajectory import plan_loop
-    from worldfm_ros.learned.warp import WarpBundle, warp_references
 
-    f = 0.8 * width
-    camera = Intrinsics(fx=f, fy=f, cx=(width - 1) / 2, cy=(height - 1) / 2, width=width, height=height)
-    ref_camera = camera if width * height <= 320 * 240 else camera.resized(320, 240)
+    ref_camera = Intrinsics(fx=128.0, fy=128.0, cx=79.5, cy=59.5, width=160, height=120)
     world = generate_world(seed)
     poses = plan_loop(world, seed, k + batch + 1).T_world_cam
     refs = []
     for i, T in enumerate(poses[: k + 1]):
         colour, depth = world.render(T, ref_camera)
         refs.append(Keyframe(colour, depth, ref_camera, T, float(i), id=i))
-    targets = [interpolate_pose(poses[b], poses[b + 1], 0.5) for b in range(batch)]
-    return WarpBundle.stack([warp_references(refs, T, camera, k, "cpu") for T in targets])
+    return tuple(refs), tuple(interpolate_pose(poses[b], poses[b + 1], 0.5) for b in range(batch))
 
 
 def _dims(bundle) -> dict[str, list]:

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from worldfm_ros.core.errors import ModelLoadError
+from worldfm_ros.core.errors import InvalidSizeError, ModelLoadError
 
 #: Runtime names (``learned.runtime`` parameter, ``--runtime`` options).
 RUNTIMES = ("torch", "onnxruntime", "tensorrt")
@@ -170,8 +170,9 @@ class OnnxRuntime:
         B, _, _, H, W = bundle.colour.shape
         out = torch.empty((B, 3, H, W), dtype=torch.float32, device=device)
         binding.bind_output(self.output_name, "cuda", device.index or 0, np.float32, list(out.shape), out.data_ptr())
-        torch.cuda.current_stream(device).synchronize()
+        torch.cuda.current_stream(device).synchronize()  # the warp's kernels have written the inputs
         self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
         return out
 
 
@@ -226,14 +227,17 @@ class TensorRTRuntime:
         for n in self.input_names:
             t = getattr(bundle, n).to(self.device).contiguous()
             keep.append(t)
-            self.context.set_input_shape(n, tuple(t.shape))
+            if not self.context.set_input_shape(n, tuple(t.shape)):
+                profile = self.engine.get_tensor_profile_shape(n, 0)  # (min, opt, max)
+                raise InvalidSizeError(f"TensorRT engine {self.engine_path} takes {n} shapes "
+                                       f"{tuple(profile[0])} .. {tuple(profile[2])}, got {tuple(t.shape)}; "
+                                       "build one for this size with worldfm-export --tensorrt", tuple(t.shape))
             self.context.set_tensor_address(n, t.data_ptr())
         B, _, _, H, W = bundle.colour.shape
         out = torch.empty((B, 3, H, W), dtype=torch.float32, device=self.device)
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT engine {self.engine_path} failed to run on a {B}x{H}x{W} batch "
-                               "(outside its optimisation profile?)")
+            raise RuntimeError(f"TensorRT engine {self.engine_path} failed to run on a batch of {B} {W}x{H} views")
         return out
 
 
