@@ -320,9 +320,9 @@ def test_scan_agrees_with_an_exact_ray_cast(nav, world):
 
 
 def test_a_straight_drive_at_a_wall_stops_and_turning_away_frees_it(nav, world):
-    set_base(nav, 1.0, 0.0, 0.0)  # facing the wall at x = 2.06 m
+    set_base(nav, 1.4, 0.0, 0.0)  # facing the wall at x = 2.06 m
     nav.got["collision"].clear()
-    nav.drive(0.5, 0.0, 4.0)  # would reach x = 3 m without the wall
+    nav.drive(0.5, 0.0, 2.0)  # would reach x = 2.4 m without the wall
     stopped = pose_to_matrix(nav.latest_odom().pose.pose)
     gap = HALF[0] - stopped[0, 3]  # base centre to the wall
     assert abs(gap - RADIUS) <= CELL, f"stopped {gap:.3f} m from the wall"
@@ -330,15 +330,25 @@ def test_a_straight_drive_at_a_wall_stops_and_turning_away_frees_it(nav, world):
     assert any(m.data for m in nav.got["collision"])
     assert nav.got["odom"][-1].twist.twist.linear.x == 0.0  # refused: twist reads zero
     # Turning in place is always allowed; then it drives away from the wall.
-    nav.drive(0.0, 1.5, 2.1)
+    nav.drive(0.0, 3.0, 1.05)
     turned = pose_to_matrix(nav.latest_odom().pose.pose)
     assert abs(abs(yaw_of(turned)) - math.pi) < 0.5, f"yaw {yaw_of(turned):.2f}"
     nav.got["collision"].clear()
-    nav.drive(0.5, 0.0, 1.0)
+    nav.drive(0.5, 0.0, 0.8)
     moved = pose_to_matrix(nav.latest_odom().pose.pose)
-    assert moved[0, 3] < turned[0, 3] - 0.2
+    assert moved[0, 3] < turned[0, 3] - 0.15
     nav.spin_until(lambda: bool(nav.got["collision"]), 3.0, "sim/collision heartbeat")
     assert nav.got["collision"][-1].data is False
+
+
+def test_a_pose_inside_an_obstacle_is_moved_out_with_a_warning(nav):
+    request = SetPose.Request()
+    request.pose = matrix_to_pose(base_pose(HALF[0] - 0.05, 0.0, 0.0))  # footprint through the wall
+    reply = nav.call(nav.set_pose, request)
+    assert reply.success and "moved to the nearest free position" in reply.message, reply.message
+    nav.spin_for(0.3)
+    T = pose_to_matrix(nav.latest_odom().pose.pose)
+    assert HALF[0] - T[0, 3] >= RADIUS - CELL / 2 and abs(T[1, 3]) < 0.3
 
 
 def test_reset_returns_to_the_start_pose(nav):
@@ -354,7 +364,7 @@ def test_clock_advances_one_step_per_frame(nav):
     nav.got["clock"].clear()
     nav.got["image"].clear()
     wall0 = time.monotonic()
-    nav.spin_for(2.0)
+    nav.spin_for(1.5)
     wall = time.monotonic() - wall0
     clock = [time_to_seconds(m.clock) for m in nav.got["clock"]]
     steps = np.diff(clock)
@@ -399,3 +409,15 @@ def test_render_views_renders_a_batch_and_refuses_bad_requests(nav):
         assert not reply.success and expected in reply.message, (what, reply.message)
         assert len(reply.images) == 0
     assert nav.call(nav.render_views, request).success  # still serving
+
+
+@pytest.mark.parametrize("override, name", [("sim.motion:=fly", "sim.motion"),
+                                            ("sim.footprint_radius:=-0.1", "sim.footprint_radius")])
+def test_invalid_simulator_parameter_stops_start_up_naming_it(tmp_path, override, name):
+    proc = NodeProcess(tmp_path / "bad.log", "sim.enabled:=true", override)
+    try:
+        rc = proc.process.wait(timeout=60)
+    finally:
+        proc.stop()
+    assert rc != 0
+    assert f"parameter '{name}'" in proc.log_path.read_text()
