@@ -124,6 +124,15 @@ def test_render_batch_equals_per_view_renders_and_onnxruntime_equals_torch(frame
     np.testing.assert_array_equal(ort_batch.depth, batch.depth)
 
 
+def test_io_binding_path_gives_the_plain_path_s_output(shipped, shipped_onnx):
+    """The copy-free path CUDA uses, run on CPU memory: same values as the plain one."""
+    runtime = OnnxRuntime(shipped, DEFAULT_MODEL_PATH, onnx_path=shipped_onnx)
+    bundle = onnx_export.example_bundle(shipped.k, 44, 60, 2)
+    bound = runtime._run_bound(bundle, torch.device("cpu"))
+    torch.testing.assert_close(bound, runtime(bundle), rtol=0, atol=1e-6)
+    assert bound.shape == (2, 3, 44, 60)
+
+
 def test_onnx_is_exported_into_the_cache_once_and_reused(tmp_path, frames, targets):
     first = LearnedRenderer(runtime="onnxruntime", cache_dir=str(tmp_path), fallback=False)
     files = list(tmp_path.glob("learned_v2-*-opset17.onnx")) or list(tmp_path.glob("*.onnx"))

@@ -160,17 +160,20 @@ class OnnxRuntime:
         return out.to(device)
 
     def _run_bound(self, bundle, device) -> torch.Tensor:
-        """CUDA tensors in, CUDA tensor out, no host copies (I/O binding to torch's memory)."""
+        """Tensors in, tensor out on ``device`` (CUDA; CPU in the tests), no copies: I/O
+        binding to torch's memory."""
         binding = self.session.io_binding()
+        kind, index = device.type, device.index or 0
         keep = []
         for n in self.input_names:
-            t = getattr(bundle, n).contiguous()
+            t = getattr(bundle, n).to(device=device, dtype=torch.float32).contiguous()
             keep.append(t)
-            binding.bind_input(n, "cuda", device.index or 0, np.float32, list(t.shape), t.data_ptr())
+            binding.bind_input(n, kind, index, np.float32, list(t.shape), t.data_ptr())
         B, _, _, H, W = bundle.colour.shape
         out = torch.empty((B, 3, H, W), dtype=torch.float32, device=device)
-        binding.bind_output(self.output_name, "cuda", device.index or 0, np.float32, list(out.shape), out.data_ptr())
-        torch.cuda.current_stream(device).synchronize()  # the warp's kernels have written the inputs
+        binding.bind_output(self.output_name, kind, index, np.float32, list(out.shape), out.data_ptr())
+        if kind == "cuda":
+            torch.cuda.current_stream(device).synchronize()  # the warp's kernels have written the inputs
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return out
