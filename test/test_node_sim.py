@@ -46,6 +46,7 @@ from worldfm_ros.ros.messages import (  # noqa: E402
     time_to_seconds,
     transform_to_matrix,
 )
+from worldfm_ros.msg import WorldStatus  # noqa: E402
 from worldfm_ros.srv import RenderView, RenderViews, SetPose  # noqa: E402
 
 K = Intrinsics(fx=262.5, fy=262.5, cx=159.5, cy=119.5, width=320, height=240)
@@ -409,6 +410,23 @@ def test_render_views_renders_a_batch_and_refuses_bad_requests(nav):
         assert not reply.success and expected in reply.message, (what, reply.message)
         assert len(reply.images) == 0
     assert nav.call(nav.render_views, request).success  # still serving
+
+
+def test_status_counts_collisions_and_reset_world_clears_the_map(nav, node):
+    statuses: list = []
+    nav.node.create_subscription(WorldStatus, "/worldfm_node/status", statuses.append, QoSProfile(depth=10))
+    nav.spin_until(lambda: bool(statuses), 5.0, "~/status")
+    assert statuses[-1].sim_collisions >= 1  # the drive at the wall
+    count = len(nav.got["map"])
+    reset = nav.node.create_client(Trigger, "/worldfm_node/reset_world")
+    assert nav.call(reset, Trigger.Request()).success
+    # ~/map is republished (at most map.rate_hz = 1 Hz) once the keyframes changed: now empty.
+    nav.spin_until(lambda: len(nav.got["map"]) > count, 5.0, "~/map after reset_world")
+    cells, _, _ = occupancy_grid_to_cells(nav.got["map"][-1])
+    assert not np.any(cells == 100)
+    nav.got["image"].clear()
+    nav.spin_for(0.5)
+    assert nav.got["image"] == []  # nothing is rendered from an empty memory
 
 
 @pytest.mark.parametrize("override, name", [("sim.motion:=fly", "sim.motion"),

@@ -78,3 +78,34 @@ def test_point_cloud_round_trip_packs_rgb_as_pcl_does():
     assert first == (int(colours[0, 0]) << 16) | (int(colours[0, 1]) << 8) | int(colours[0, 2])
     with pytest.raises(ValueError):
         make_point_cloud(points, colours[:3], STAMP, "cam")
+
+
+def test_render_views_has_exactly_the_contract_fields():
+    from worldfm_ros.srv import RenderViews
+
+    assert RenderViews.Request.get_fields_and_field_types() == {
+        "poses": "sequence<geometry_msgs/Pose>", "camera_info": "sensor_msgs/CameraInfo", "want_depth": "boolean",
+    }
+    assert RenderViews.Response.get_fields_and_field_types() == {
+        "success": "boolean", "message": "string", "images": "sequence<sensor_msgs/Image>",
+        "depths": "sequence<sensor_msgs/Image>", "coverage": "sequence<float>", "render_ms": "float",
+    }
+
+
+def test_world_status_counts_simulator_collisions():
+    from worldfm_ros.msg import WorldStatus
+
+    assert WorldStatus.get_fields_and_field_types()["sim_collisions"] == "uint32"
+
+
+def test_tf_and_clock_types_are_the_ros_ones():
+    """The vendored tf2_msgs (where no ROS install provides it) has ros2/geometry2's type name
+    and definition, so it matches a ROS install's on the wire."""
+    from rosgraph_msgs.msg import Clock
+    from tf2_msgs.msg import TFMessage
+
+    assert TFMessage.get_fields_and_field_types() == {"transforms": "sequence<geometry_msgs/TransformStamped>"}
+    assert Clock.get_fields_and_field_types() == {"clock": "builtin_interfaces/Time"}
+    msg = TFMessage(transforms=[matrix_to_transform(np.eye(4), STAMP, "odom", "base_link")])
+    back = deserialize_message(serialize_message(msg), TFMessage)
+    assert back.transforms[0].child_frame_id == "base_link"
