@@ -134,12 +134,13 @@ def bench_clock(rclpy, context, world_path: Path, tmp: Path, seconds: float) -> 
     return ratio
 
 
-def bench_views(rclpy, context, world_path: Path, tmp: Path, rounds: int, sizes, n_views: int = 64) -> list:
+def bench_views(rclpy, context, world_path: Path, tmp: Path, rounds: int, sizes, backend: str = "geometric",
+                n_views: int = 64) -> list:
     from worldfm_ros.ros.messages import intrinsics_to_camera_info, matrix_to_pose, seconds_to_time
     from worldfm_ros.srv import RenderView, RenderViews
 
     node = Node(tmp / "views.log", f"camera_to_base:={CAMERA_TO_BASE}", f"world_path:={world_path}",
-                "backend:=geometric")
+                f"backend:={backend}")
     client = rclpy.create_node("bench_views", context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(client)
@@ -176,7 +177,7 @@ def bench_views(rclpy, context, world_path: Path, tmp: Path, rounds: int, sizes,
                 assert len(reply.images) == n_views and reply.images[0].width == width
             single_s, batch_s = float(np.median(singles)), float(np.median(batches))
             ratios.append(single_s / batch_s)
-            print(f"views: {n_views} poses at {width}x{height}, geometric, median of {rounds} interleaved rounds: "
+            print(f"views: {n_views} poses at {width}x{height}, {backend}, median of {rounds} interleaved rounds: "
                   f"{n_views} render_view calls {single_s * 1e3:.0f} ms ({n_views / single_s:.1f} views/s), one "
                   f"render_views call {batch_s * 1e3:.0f} ms ({n_views / batch_s:.1f} views/s, render_ms "
                   f"{reply.render_ms:.0f}): {ratios[-1]:.2f}x throughput", flush=True)
@@ -193,6 +194,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="wall time of the clock benchmark [s]")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the views benchmark")
     parser.add_argument("--sizes", default="320x240,160x120,64x48", help="view sizes of the views benchmark")
+    parser.add_argument("--backend", default="geometric", help="renderer of the views benchmark")
     args = parser.parse_args()
     import rclpy
 
@@ -207,7 +209,7 @@ def main() -> None:
                 bench_clock(rclpy, context, world_path, tmp, args.seconds)
             if args.only in (None, "views"):
                 sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
-                bench_views(rclpy, context, world_path, tmp, args.rounds, sizes)
+                bench_views(rclpy, context, world_path, tmp, args.rounds, sizes, args.backend)
         finally:
             rclpy.shutdown(context=context)
 
