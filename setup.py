@@ -15,7 +15,9 @@ the venv) and ships its results:
   executables and headers: as wheel data files, which pip installs into the venv prefix
   itself. That is where rclpy's type support finds the libraries (the
   ros-wheels-bootstrapper puts ``<venv>/lib`` on ``LD_LIBRARY_PATH``), and pip removes
-  them again on uninstall.
+  them again on uninstall;
+- interface packages the CMake build vendors where the environment lacks them (``tf2_msgs``,
+  see ``cmake/vendor_tf2_msgs.cmake``): their Python package goes to site-packages as data.
 
 Needs in the target environment: the ROS 2 generator wheels (requirements-dev.txt), cmake
 (>= 3.20) and a C/C++ compiler.
