@@ -27,7 +27,7 @@ from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
-from nav_truth import exact_scan  # noqa: E402
+from nav_truth import exact_scan, truth_grid  # noqa: E402
 from test_node_integration import NodeProcess, decode_depth, decode_rgb, psnr  # noqa: E402
 from worldfm_ros.core.camera import Intrinsics  # noqa: E402
 from worldfm_ros.core.keyframe import Keyframe  # noqa: E402
@@ -251,6 +251,15 @@ def test_map_is_published_once_after_loading_and_matches_the_room(nav, world):
     jj, ii = np.nonzero(cells == 0)
     free = np.stack([origin[0] + (ii + 0.5) * CELL, origin[1] + (jj + 0.5) * CELL], axis=1)
     assert len(free) > 1000 and np.mean(np.all(np.abs(free) < np.asarray(HALF), axis=1)) >= 0.95
+    # Against the exact floor plan (issue 11: occupied IoU >= 0.8 in the observed area, free
+    # cells >= 0.95 correct).
+    solid = truth_grid(world, cells.shape, origin, resolution)
+    observed = cells != -1
+    occupied = cells == 100
+    iou = np.count_nonzero(occupied & solid) / np.count_nonzero((occupied | solid) & observed)
+    free_correct = np.count_nonzero((cells == 0) & ~solid) / np.count_nonzero(cells == 0)
+    print(f"~/map vs floor plan: occupied IoU {iou:.3f}, free cells correct {free_correct:.4f}")
+    assert iou >= 0.8 and free_correct >= 0.95
 
 
 def test_tf_composes_to_the_pose_the_image_was_rendered_at(nav, world):
