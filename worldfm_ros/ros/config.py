@@ -209,6 +209,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               0.001, 1000.0),
     ParamSpec("odom.max_position_m", 1e6, float,
               "Odometry whose position is farther than this from the origin is refused [m]", 1.0, 1e12),
+    ParamSpec("ingest.queue_size", 30, int,
+              "Colour/depth pairs that may wait for the ingest thread; beyond it the oldest is skipped and "
+              "counted in ~/status.pairs_skipped_busy (30 = 2 s of a 15 Hz camera, ~45 MB of 640x480 RGB-D)",
+              1, 1000),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -272,6 +276,7 @@ class NodeConfig:
     depth_min_m: float = 0.1
     depth_max_m: float = 10.0
     odom_max_position_m: float = 1e6
+    ingest_queue_size: int = 30
 
     def __post_init__(self) -> None:
         for spec in PARAMETERS:

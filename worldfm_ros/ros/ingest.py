@@ -38,9 +38,10 @@ from typing import Any, Callable, Optional
 
 from worldfm_ros.core.frame_sync import FrameSync, SyncedPair
 
-#: Pairs queued behind the one being processed before the oldest is skipped (about 1 s of
-#: a 15 Hz camera: enough to ride out a render burst or a garbage collection).
-DEFAULT_MAX_PENDING = 15
+#: Pairs queued behind the one being processed before the oldest is skipped (2 s of a 15 Hz
+#: camera: enough to ride out render bursts and a loaded machine; the node's
+#: ``ingest.queue_size``).
+DEFAULT_MAX_PENDING = 30
 #: Raw messages the inbox holds (colour and depth together).
 DEFAULT_MAX_INBOX = 120
 

@@ -200,6 +200,7 @@ class WorldFMNode(LifecycleNode):
         self._ingest = IngestPipeline(
             self._sync, self._ingest_pair, self._ready,
             odom_wait_s=max(config.sync_max_extrapolation, _MIN_ODOM_WAIT_S),
+            max_pending=config.ingest_queue_size, max_inbox=4 * config.ingest_queue_size + 8,
             on_error=self._on_ingest_error, on_sync=self._report_sync_drops,
         )
         control = self._groups["control"]
