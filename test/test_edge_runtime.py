@@ -318,3 +318,19 @@ def test_node_with_a_corrupt_onnx_file_falls_back_or_fails_configure_cleanly(tmp
                 node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_a_file_from_before_a_config_field_existed_still_loads_but_a_changed_field_does_not(tmp_path, shipped,
+                                                                                           shipped_onnx):
+    proto = onnx.load(str(shipped_onnx))
+    entry = next(p for p in proto.metadata_props if p.key == "worldfm.model_config")
+    config = json.loads(entry.value)
+    assert config["distance_prior"] is False  # the shipped model has the field's default
+    entry.value = json.dumps({k: v for k, v in config.items() if k != "distance_prior"})
+    onnx.save(proto, str(tmp_path / "older.onnx"))  # as written before the field existed
+    onnx_export.check_onnx_file(tmp_path / "older.onnx", shipped)
+    entry.value = json.dumps(dict(config, ref_channels=config["ref_channels"] + 1))
+    onnx.save(proto, str(tmp_path / "changed.onnx"))
+    with pytest.raises(ModelLoadError, match="ref_channels") as error:
+        onnx_export.check_onnx_file(tmp_path / "changed.onnx", shipped)
+    assert "changed.onnx" in str(error.value) and "distance_prior" not in str(error.value)

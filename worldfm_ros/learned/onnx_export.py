@@ -235,10 +235,10 @@ def check_onnx_file(path, model, checkpoint_path=None) -> dict[str, str]:
     if meta.get("checkpoint_version") != str(CHECKPOINT_VERSION):
         raise ModelLoadError(f"ONNX file {path} was exported from a version-{meta.get('checkpoint_version')} "
                              f"checkpoint; this code reads version {CHECKPOINT_VERSION}", str(path))
-    config = json.dumps(dataclasses.asdict(model.config), sort_keys=True)
-    if meta.get("model_config") != config:
-        raise ModelLoadError(f"ONNX file {path} was exported from a model with config {meta.get('model_config')}; "
-                             f"the checkpoint's model has {config}", str(path))
+    differs = _config_differences(meta.get("model_config"), model.config)
+    if differs:
+        raise ModelLoadError(f"ONNX file {path} was exported from a model with config {differs}; "
+                             f"the checkpoint's model differs there", str(path))
     expected = bundle_inputs(model.k)
     found = graph_inputs(path)
     wrong = {n: d for n, d in found.items() if expected.get(n) != d}
@@ -252,6 +252,27 @@ def check_onnx_file(path, model, checkpoint_path=None) -> dict[str, str]:
                                  f"({meta.get('checkpoint_file', '?')} sha256 {meta['checkpoint_sha256'][:12]}) "
                                  f"than {checkpoint_path} (sha256 {sha[:12]}); re-export it", str(path))
     return meta
+
+
+def _config_differences(exported: Optional[str], config) -> dict:
+    """``{field: value in the file}`` where the file's model config differs from ``config``.
+    A field the file lacks (written before the field existed) counts as the field's default,
+    as :func:`~worldfm_ros.learned.model.load_checkpoint` reads old checkpoints."""
+    try:
+        theirs = json.loads(exported) if exported else None
+    except ValueError:
+        theirs = None
+    if not isinstance(theirs, dict):
+        return {"model_config": exported}
+    ours = json.loads(json.dumps(dataclasses.asdict(config)))
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    defaults = json.loads(json.dumps(defaults))
+    out = {}
+    for key in sorted(set(ours) | set(theirs)):
+        value = theirs.get(key, defaults.get(key))
+        if value != ours.get(key, defaults.get(key)):
+            out[key] = value
+    return out
 
 
 def compare_with_torch(path, model, bundle, threads: Optional[int] = None) -> dict:
