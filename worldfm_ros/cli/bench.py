@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="passes over the targets per size")
     p.add_argument("--retrieval-counts", type=int, nargs="+", default=[100, 1000, 10000])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--runtime", nargs="+", default=["torch"], choices=("torch", "onnxruntime", "tensorrt"),
+    p.add_argument("--runtime", nargs="+", default=["torch"], choices=("torch", "onnxruntime"),
                    help="runtimes of the learned backend, measured side by side (docs/deployment.md)")
     p.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="render sizes WxH")
     p.add_argument("--threads", type=int, default=1,

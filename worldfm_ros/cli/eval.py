@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-translation", type=float, default=0.05, help="pose policy threshold [m]")
     p.add_argument("--min-rotation-deg", type=float, default=5.0, help="pose policy threshold [deg]")
     p.add_argument("--model", type=Path, help="checkpoint for the learned backend (default: shipped model)")
-    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime", "tensorrt"),
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
                    help="runtime of the learned backend's network (docs/deployment.md)")
     p.add_argument("--onnx", type=Path, help="ONNX export for --runtime onnxruntime (default: export the checkpoint "
                                              "into ~/.cache/worldfm_ros on first use)")
