@@ -37,9 +37,16 @@ if [ "$GPU" = 1 ] && [ "${DEVICE_CHECK_INSTALL:-1}" = 1 ]; then
       || log "could not install CUDA torch (offline?): torch-CUDA rows will read n/a"
   fi
   if ! "$PY" -c "import onnxruntime as o, sys; sys.exit(0 if 'CUDAExecutionProvider' in o.get_available_providers() else 1)" 2>/dev/null; then
-    log "installing onnxruntime-gpu (replaces the CPU onnxruntime)"
-    "$PY" -m pip uninstall -q -y onnxruntime >/dev/null 2>&1
-    "$PY" -m pip install -q onnxruntime-gpu || { log "onnxruntime-gpu failed: reinstalling onnxruntime"; "$PY" -m pip install -q onnxruntime; }
+    # Downloaded first: the CPU onnxruntime is removed only once the GPU wheel is at hand
+    # (both install the same module, so they cannot sit side by side).
+    rm -rf "$OUT/wheels"
+    if "$PY" -m pip download -q --no-deps -d "$OUT/wheels" onnxruntime-gpu; then
+      log "installing onnxruntime-gpu (replaces the CPU onnxruntime)"
+      "$PY" -m pip uninstall -q -y onnxruntime >/dev/null 2>&1
+      "$PY" -m pip install -q "$OUT"/wheels/onnxruntime_gpu-*.whl
+    else
+      log "onnxruntime-gpu not downloadable here (offline?): ORT GPU rows will read n/a"
+    fi
   fi
   if ! "$PY" -c "import tensorrt" 2>/dev/null; then
     log "installing tensorrt (optional extra)"
@@ -51,6 +58,11 @@ if [ "$GPU" = 1 ] && [ "${DEVICE_CHECK_INSTALL:-1}" = 1 ]; then
     [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
   done
   export LD_LIBRARY_PATH
+fi
+
+if ! "$PY" -c "import torch, onnx, onnxruntime, worldfm_ros.learned.runtime" 2>/dev/null; then
+  log "cannot import torch / onnx / onnxruntime / worldfm_ros with $PY: run scripts/setup.sh first (or set PYTHON=)"
+  exit 1
 fi
 
 log "environment:"
