@@ -334,3 +334,15 @@ def test_a_file_from_before_a_config_field_existed_still_loads_but_a_changed_fie
     with pytest.raises(ModelLoadError, match="ref_channels") as error:
         onnx_export.check_onnx_file(tmp_path / "changed.onnx", shipped)
     assert "changed.onnx" in str(error.value) and "distance_prior" not in str(error.value)
+
+
+def test_tensorrt_runtime_without_its_package_or_gpu_falls_back_or_says_why(tmp_path):
+    engine = tmp_path / "built_elsewhere.engine"
+    engine.write_bytes(b"ftrt" + bytes(200))
+    renderer = LearnedRenderer(runtime="tensorrt", engine_path=str(engine), fallback=True)
+    assert renderer.runtime.name == "torch" and "falling back to 'torch'" in renderer.runtime_warnings[0]
+    with pytest.raises((ImportError, ModelLoadError)) as error:
+        LearnedRenderer(runtime="tensorrt", engine_path=str(engine), fallback=False)
+    assert "tensorrt" in str(error.value).lower()
+    with pytest.raises(ModelLoadError, match="needs an engine file"):
+        LearnedRenderer(runtime="tensorrt", fallback=False)
