@@ -33,7 +33,7 @@ fi
 if [ "$GPU" = 1 ] && [ "${DEVICE_CHECK_INSTALL:-1}" = 1 ]; then
   if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     log "installing the CUDA build of torch==2.13.0"
-    "$PY" -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu128 \
+    "$PY" -m pip install -q "torch==2.13.0" --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cu128}" \
       || log "could not install CUDA torch (offline?): torch-CUDA rows will read n/a"
   fi
   if ! "$PY" -c "import onnxruntime as o, sys; sys.exit(0 if 'CUDAExecutionProvider' in o.get_available_providers() else 1)" 2>/dev/null; then
