@@ -127,7 +127,7 @@ def run_publisher(args) -> int:
     apply_dds_profile()
     import rclpy
     from nav_msgs.msg import Odometry
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
     from worldfm_ros.ros.image_conversion import rgb_to_image
@@ -149,11 +149,15 @@ def run_publisher(args) -> int:
 
     rclpy.init()
     node = rclpy.create_node("load_benchmark_robot")
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_colour = node.create_publisher(Image, "camera/image_raw", QoSProfile(depth=5))
-    pub_depth = node.create_publisher(Image, "camera/depth/image_raw", QoSProfile(depth=5))
-    pub_info = node.create_publisher(CameraInfo, "camera/camera_info", reliable)
-    pub_odom = node.create_publisher(Odometry, "odom", reliable)
+    if args.qos == "best_effort":  # as camera drivers publish (sensor-data QoS)
+        image_qos = state_qos = qos_profile_sensor_data
+    else:
+        image_qos = QoSProfile(depth=5)
+        state_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_colour = node.create_publisher(Image, "camera/image_raw", image_qos)
+    pub_depth = node.create_publisher(Image, "camera/depth/image_raw", image_qos)
+    pub_info = node.create_publisher(CameraInfo, "camera/camera_info", state_qos)
+    pub_odom = node.create_publisher(Odometry, "odom", state_qos)
     published: list[float] = []  # wall times of published frames
     stamps: list[tuple[int, int, int]] = []  # (sec, nanosec, frame index) of each published frame
     try:
@@ -386,7 +390,7 @@ def summarise(args, clients: list[dict], publisher: dict, stream: list[tuple[flo
             "call_timeout_s": args.call_timeout, "render_size": "320x240", "want_depth": args.want_depth,
             "camera_rate_hz": args.rate, "camera_size": "640x480", "sim_rate_hz": args.sim_rate,
             "sim_size": "320x240", "backend": args.backend, "world_frames": publisher.get("frames"),
-            "odom_ahead": args.odom_ahead,
+            "odom_ahead": args.odom_ahead, "qos": args.qos,
             "seed": args.seed,
         },
         "render_view": {
@@ -412,6 +416,15 @@ def summarise(args, clients: list[dict], publisher: dict, stream: list[tuple[flo
                                    if first is not None and last is not None else math.nan),
             "frames_dropped_in_window": (int(last.frames_dropped - first.frames_dropped)
                                          if first is not None and last is not None else None),
+            # Pairs the node offered to its insertion policy / skipped because it was behind,
+            # between the first and the last status of the window, against the frames
+            # published over the same span.
+            "published_between_statuses": (sum(1 for t in publisher.get("published", []) if t_first < t <= t_last)
+                                           if first is not None else None),
+            "pairs_offered_in_window": (int(last.pairs_offered - first.pairs_offered)
+                                        if first is not None and last is not None else None),
+            "pairs_skipped_busy_in_window": (int(last.pairs_skipped_busy - first.pairs_skipped_busy)
+                                             if first is not None and last is not None else None),
             "keyframes_start": int(first.keyframes) if first is not None else None,
             "keyframes_end": int(last.keyframes) if last is not None else None,
         },
@@ -448,6 +461,10 @@ def print_table(r: dict) -> None:
         ("camera frames published", f"{ing['published_hz']:.1f} Hz"),
         ("ingest (status) mean / median", f"{si['mean']:.1f} / {_median_ingest(r)} Hz; frames received "
                                        f"{ing['frames_received_hz']:.1f} Hz; dropped {ing['frames_dropped_in_window']}"),
+        ("pairs offered / published between the window's statuses",
+         f"{ing['pairs_offered_in_window']} / {ing['published_between_statuses']} "
+         f"({_fraction(ing['pairs_offered_in_window'], ing['published_between_statuses'])}); "
+         f"skipped busy {ing['pairs_skipped_busy_in_window']}"),
         ("keyframes start -> end", f"{ing['keyframes_start']} -> {ing['keyframes_end']}"),
         ("keyframes off their published pose (> 1 mm / 0.1 deg), whole run",
          f"{kp['keyframes_off_pose']} of {kp['keyframes_checked']} (max {kp['max_translation_error_mm']:.1f} mm, "
@@ -463,6 +480,10 @@ def print_table(r: dict) -> None:
     print("|" + "-" * (width + 2) + "|---|")
     for key, value in rows:
         print(f"| {key.ljust(width)} | {value} |")
+
+
+def _fraction(part, whole) -> str:
+    return f"{100.0 * part / whole:.1f} %" if part is not None and whole else "n/a"
 
 
 def _median_ingest(r: dict) -> str:
@@ -503,7 +524,7 @@ def run_main(args) -> int:
     common = ["--workdir", str(workdir), "--seed", str(args.seed), "--rate", str(args.rate),
               "--clients", str(args.clients), "--call-rate", str(args.call_rate),
               "--call-timeout", str(args.call_timeout), "--world-frames", str(args.world_frames),
-              "--max-lifetime", str(args.seconds + 2 * STARTUP_TIMEOUT + 120)]
+              "--max-lifetime", str(args.seconds + 2 * STARTUP_TIMEOUT + 120), "--qos", args.qos]
     if args.want_depth:
         common.append("--want-depth")
     if args.odom_ahead:
@@ -608,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--call-timeout", type=float, default=2.0, help="a call without reply by then fails [s]")
     p.add_argument("--want-depth", action="store_true", help="ask render_view for depth too")
     p.add_argument("--rate", type=float, default=15.0, help="robot camera + odometry rate [Hz]")
+    p.add_argument("--qos", default="best_effort", choices=("best_effort", "reliable"),
+                   help="the robot's publishers: sensor-data QoS as camera drivers use, or reliable")
     p.add_argument("--odom-ahead", action="store_true",
                    help="publish each frame's odometry and camera info one frame before its images "
                         "(default: right before them, in the same instant)")
