@@ -140,3 +140,21 @@ def test_process_errors_are_counted_and_the_worker_goes_on():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         IngestPipeline(FrameSync(), lambda pair: None, lambda pair: True, **kwargs)
+
+
+def test_stop_discards_what_was_queued_and_start_resumes():
+    recorder = Recorder()
+    ready = {"odom": False}
+    pipeline = IngestPipeline(FrameSync(max_gap=0.01), recorder, lambda pair: ready["odom"], odom_wait_s=10.0)
+    pipeline.start()
+    feed(pipeline, [0.0, 0.1])  # waiting for odometry that does not come before the stop
+    time.sleep(0.05)
+    assert pipeline.stop()
+    assert pipeline.backlog() == 0 and not pipeline.running
+    ready["odom"] = True
+    pipeline.start()
+    try:
+        feed(pipeline, [1.0])
+        wait_for(lambda: recorder.stamps == [1.0])
+    finally:
+        pipeline.stop()

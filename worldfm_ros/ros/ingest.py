@@ -149,10 +149,14 @@ class IngestPipeline:
             self._stop = True
             self._cond.notify_all()
         thread, self._thread = self._thread, None
+        ended = True
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-            return not thread.is_alive()
-        return True
+            ended = not thread.is_alive()
+        with self._cond:
+            self._inbox.clear()  # a later start() must not ingest frames from before the stop
+            self._pending.clear()
+        return ended
 
     @property
     def running(self) -> bool:
