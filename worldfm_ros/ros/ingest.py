@@ -156,6 +156,7 @@ class IngestPipeline:
         with self._cond:
             self._inbox.clear()  # a later start() must not ingest frames from before the stop
             self._pending.clear()
+            self.sync.reset()  # (its drop counts are kept)
         return ended
 
     @property
