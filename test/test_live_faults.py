@@ -350,3 +350,54 @@ def test_render_requests_with_a_non_pinhole_k_are_refused(make_node, k):
         node._request_intrinsics(info)
     info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
     assert node._request_intrinsics(info).fx == 500.0
+
+
+def test_the_node_announces_only_committed_keyframes_and_counts_failed_writes(make_node, tmp_path):
+    """Disk full inside the node: the failed commit goes to the node's log at error level
+    and to ~/status.world_file_errors, and the keyframe is not announced on ~/keyframes."""
+    import errno
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from worldfm_ros.core.frame_sync import SyncedPair
+    from worldfm_ros.ros.image_conversion import depth_to_image, rgb_to_image
+    from worldfm_ros.ros.messages import intrinsics_to_camera_info, make_odometry, seconds_to_time
+
+    node = make_node(parameter_overrides=[Parameter("world_path", value=str(tmp_path / "lab.world")),
+                                          Parameter("camera_to_base", value=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    announced, statuses, errors = [], [], []
+    node._publish_keyframe = announced.append
+    node._status_pub.publish = statuses.append
+
+    class Logger:  # the node's logger, recording what is logged at error level
+        def error(self, message, **kwargs):
+            errors.append(message)
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    node.get_logger = Logger
+
+    def offer(x: float) -> None:
+        f = frame(x, seed=int(x))
+        stamp = seconds_to_time(100.0 + x)
+        node._on_camera_info(intrinsics_to_camera_info(K, stamp, "camera"))
+        node._on_odometry(make_odometry(f.T_world_cam, np.zeros(3), np.zeros(3), stamp, "odom", "camera"))
+        node._ingest_pair(SyncedPair(100.0 + x, rgb_to_image(f.colour, stamp=stamp),
+                                     depth_to_image(f.depth, stamp=stamp), 0.0))
+
+    offer(0.0)
+    assert len(announced) == 1
+    world_file = node.world._world_file
+
+    def disk_full(keyframe, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    world_file.append = disk_full
+    offer(2.0)
+    assert len(announced) == 1 and len(node.world) == 2  # kept in memory, never announced
+    assert len(errors) == 1 and "could not commit keyframe 1" in errors[0] and "No space left" in errors[0]
+    node._publish_status()
+    assert statuses[-1].world_file_errors == 1 and statuses[-1].pairs_offered == 2
