@@ -278,60 +278,28 @@ class GeometricRenderer:
         )
 
     def _render_views_numba(self, references_per_view, T: np.ndarray, K: Intrinsics):
-        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``."""
-        from numba.typed import List
+        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``.
 
-        from worldfm_ros.core.renderers import splat_kernels
-
-        cfg = self.config
+        Each view goes through the per-view kernels of :meth:`_render_one_numba` with its
+        reference groups run one after the other (same sums in the same order: the same
+        bytes); the ``threads`` take views one at a time (the kernels release the GIL), so a
+        thread the OS runs less on a busy machine simply renders fewer views. (A single
+        compiled loop over the whole batch was measured 1.3x slower per view than these
+        kernels called one by one: 12.1 against 9.4 ms at 320x240, one thread.)"""
         B, H, W = len(T), K.height, K.width
-        slot: dict[int, int] = {}
-        depths, colours, keeps = List(), List(), List()
-        k_max = max(len(refs) for refs in references_per_view)
-        ref_index = np.zeros((B, k_max), np.int64)
-        ref_count = np.zeros(B, np.int64)
-        Cs = np.zeros((B, k_max, 3, 3))
-        bs = np.zeros((B, k_max, 3))
-        weights = np.zeros((B, k_max))
-        K_matrix = K.matrix
-        for i, (refs, pose) in enumerate(zip(references_per_view, T)):
-            T_cam_world = invert_pose(pose)
-            weights[i, : len(refs)] = view_weights([ref.T_world_cam for ref in refs], pose, cfg.angle_scale_deg,
-                                                   cfg.distance_scale)
-            ref_count[i] = len(refs)
-            for j, ref in enumerate(refs):
-                if id(ref) not in slot:
-                    slot[id(ref)] = len(depths)
-                    depths.append(np.ascontiguousarray(ref.depth, np.float32))
-                    colours.append(np.ascontiguousarray(ref.colour, np.uint8))
-                    keeps.append(self._edge_mask(ref))
-                ref_index[i, j] = slot[id(ref)]
-                # The same products as the per-view path (same bytes out).
-                T_target_ref = T_cam_world @ ref.T_world_cam
-                Cs[i, j] = K_matrix @ T_target_ref[:3, :3] @ np.linalg.inv(ref.intrinsics.matrix)
-                bs[i, j] = K_matrix @ T_target_ref[:3, 3]
         rgb = np.empty((B, H, W, 3), np.uint8)
         depth = np.empty((B, H, W), np.float32)
         covered = np.empty((B, H, W), bool)
-        slots = max(1, min(B, self._threads))
-        limit_scale = np.float32(1.0 + cfg.depth_tolerance)
-
         next_view = itertools.count()  # shared by the threads (next() is atomic under the GIL)
 
-        def run_slot(slot: int) -> None:
-            # Each thread takes the next view until none is left (the kernel releases the GIL):
-            # a thread the OS runs less of a busy machine simply renders fewer views.
-            work = splat_kernels.render_views_workspace(W, H, _GROUPS, PUSH_PULL_LEVELS)
+        def run_slot(_slot: int) -> None:
             for view in iter(lambda: next(next_view), None):
                 if view >= B:
                     return
-                splat_kernels.render_views(
-                    depths, colours, keeps, ref_index, ref_count, Cs, bs, weights, W, H, NEAR_PLANE, limit_scale,
-                    cfg.footprint != "point", float(cfg.min_support), bool(cfg.fill_holes), PUSH_PULL_LEVELS,
-                    _GROUPS, view, B, work["zbufs"], work["accs"], work["limit"], work["colour"], work["confidence"],
-                    work["filled"], work["work"], rgb, depth, covered)
+                self._render_one_numba(references_per_view[view], T[view], K, rgb[view], depth[view], covered[view],
+                                       parallel=False)
 
-        self._map(run_slot, range(slots))
+        self._map(run_slot, range(max(1, min(B, self._threads))))
         return rgb, depth, covered
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
@@ -363,8 +331,10 @@ class GeometricRenderer:
         return scratch
 
     def _render_one_numba(self, references, T: np.ndarray, K: Intrinsics, rgb_out: np.ndarray,
-                          depth_out: np.ndarray, covered_out: np.ndarray) -> None:
-        """Render one target into ``rgb_out [H, W, 3]``, ``depth_out [H, W]``, ``covered_out [H, W]``."""
+                          depth_out: np.ndarray, covered_out: np.ndarray, parallel: bool = True) -> None:
+        """Render one target into ``rgb_out [H, W, 3]``, ``depth_out [H, W]``, ``covered_out [H, W]``;
+        ``parallel=False`` runs the reference groups one after the other in the calling thread
+        (same bytes)."""
         from worldfm_ros.core.renderers import splat_kernels
 
         cfg = self.config
@@ -389,7 +359,8 @@ class GeometricRenderer:
             for ref, keep, C, b, _ in groups[g]:
                 splat_kernels.zbuffer_pass_rgbd(ref.depth, keep, C, b, W, H, NEAR_PLANE, zbuf)
 
-        self._map(zbuffer, range(len(groups)))
+        run = self._map if parallel else (lambda fn, items: [fn(item) for item in items])
+        run(zbuffer, range(len(groups)))
         zbuf = scratch.zbufs[0]
         for other in scratch.zbufs[1:]:
             np.minimum(zbuf, other, out=zbuf)
@@ -402,7 +373,7 @@ class GeometricRenderer:
                 splat_kernels.blend_pass_rgbd(ref.depth, ref.colour, keep, C, b, W, H, NEAR_PLANE, limit,
                                               weight, cfg.footprint != "point", acc)
 
-        self._map(blend, range(len(groups)))
+        run(blend, range(len(groups)))
         acc = scratch.accs[0]
         for other in scratch.accs[1:]:
             acc += other
