@@ -28,7 +28,6 @@ import pytest
 from worldfm_ros.core.camera import Intrinsics
 from worldfm_ros.core.errors import InvalidPoseError, WorldFileError
 from worldfm_ros.core.keyframe import Keyframe
-from worldfm_ros.core.memory import MemoryConfig
 from worldfm_ros.core.odometry_buffer import OdometryBuffer
 from worldfm_ros.core.pose import pose_from_vector
 from worldfm_ros.core.world_file import WorldFile, read_world, remove_stale_temp_files, write_world
