@@ -36,6 +36,7 @@ from worldfm_ros.core.camera import Intrinsics
 from worldfm_ros.core.errors import EmptyMemoryError, InvalidImageError
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.pose import validate_pose_matrix
+from worldfm_ros.core.retrieval_table import KeyframeTable, coverage_cells
 from worldfm_ros.core.spatial_grid import SpatialGrid
 
 #: Retrieval rankings: coverage of the query view (default) or plain pose distance.
@@ -142,7 +143,8 @@ class KeyframeMemory:
         self.on_insert = on_insert
         self.on_evict = on_evict
         self._frames: dict[int, Keyframe] = {}
-        self._anchors: dict[int, np.ndarray] = {}  # id -> [P, 3] world points
+        # id -> position, optical axis and anchors ([P, 3] world points) in flat arrays.
+        self._table = KeyframeTable(config.anchor_grid[0] * config.anchor_grid[1])
         self._redundancy: dict[int, float] = {}  # id -> pose distance to nearest neighbour
         self._grid = SpatialGrid(config.grid_cell)
         self._next_id = 0
@@ -166,7 +168,7 @@ class KeyframeMemory:
     def memory_bytes(self) -> int:
         """Bytes held by keyframe images and retrieval anchors."""
         return int(sum(kf.nbytes for kf in self._frames.values())
-                   + sum(a.nbytes for a in self._anchors.values()))
+                   + self._table.nbytes)
 
     def pose_distance(self, T_a: np.ndarray, T_b: np.ndarray) -> float:
         """Pose distance in units of the redundancy thresholds (1.0 = at both thresholds)."""
@@ -250,7 +252,7 @@ class KeyframeMemory:
         self._next_id = max(self._next_id, frame.id + 1)
         kid = frame.id
         self._frames[kid] = frame
-        self._anchors[kid] = self._anchor_points(frame)
+        self._table.add(kid, frame.position, _forward(frame.T_world_cam), self._anchor_points(frame))
         self._grid.insert(kid, frame.position)
         self._all_cache = None
         self._update_redundancy_after_insert(kid)
@@ -266,7 +268,7 @@ class KeyframeMemory:
             return
         T = self._frames[keyframe_id].T_world_cam
         del self._frames[keyframe_id]
-        del self._anchors[keyframe_id]
+        self._table.remove(keyframe_id)
         self._redundancy.pop(keyframe_id, None)
         self._grid.remove(keyframe_id)
         self._all_cache = None
@@ -278,7 +280,7 @@ class KeyframeMemory:
     def clear(self) -> None:
         """Forget every keyframe (ids restart at 0)."""
         self._frames.clear()
-        self._anchors.clear()
+        self._table.clear()
         self._redundancy.clear()
         self._grid.clear()
         self._all_cache = None
@@ -347,8 +349,9 @@ class KeyframeMemory:
 
     def _pose_scores(self, T: np.ndarray, cands: np.ndarray) -> np.ndarray:
         """Pose distance of each candidate to the query (lower is closer), ``[N]``."""
-        pos = np.stack([self._frames[int(i)].position for i in cands])
-        fwd = np.stack([_forward(self._frames[int(i)].T_world_cam) for i in cands])
+        rows = self._table.rows(cands)
+        pos = self._table.positions[rows]
+        fwd = self._table.forwards[rows]
         trans = np.linalg.norm(pos - T[:3, 3], axis=1)
         angle = np.degrees(np.arccos(np.clip(fwd @ _forward(T), -1.0, 1.0)))
         return trans / self.config.translation_weight + angle / self.config.rotation_weight_deg
@@ -376,20 +379,10 @@ class KeyframeMemory:
         gw, gh = self.config.coverage_grid
         R_cw = T[:3, :3].T
         t_cw = -R_cw @ T[:3, 3]
-        anchors = [self._anchors[int(kid)] for kid in ranked]
-        owner = np.repeat(np.arange(len(ranked)), [len(a) for a in anchors])
-        # einsum, not @: multi-threaded BLAS stalls on small products when the machine is loaded.
-        pc = np.einsum("nj,ij->ni", np.concatenate(anchors), R_cw.astype(np.float32)) + t_cw.astype(np.float32)
-        z = pc[:, 2]
-        front = z > 1e-3
-        zf = np.where(front, z, 1.0)
-        u = intrinsics.fx * pc[:, 0] / zf + intrinsics.cx
-        v = intrinsics.fy * pc[:, 1] / zf + intrinsics.cy
-        inside = front & (u >= -0.5) & (u < intrinsics.width - 0.5) & (v >= -0.5) & (v < intrinsics.height - 0.5)
-        cu = ((u[inside] + 0.5) * gw / intrinsics.width).astype(np.int64).clip(0, gw - 1)
-        cv = ((v[inside] + 0.5) * gh / intrinsics.height).astype(np.int64).clip(0, gh - 1)
         cover = np.zeros((len(ranked), gw * gh), dtype=np.float64)
-        cover[owner[inside], cv * gw + cu] = 1.0
+        coverage_cells(self._table.anchors, self._table.counts, self._table.rows(ranked), R_cw.astype(np.float32),
+                       t_cw.astype(np.float32), intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy,
+                       intrinsics.width, intrinsics.height, gw, gh, cover)
         # Candidates that see too little of the view (looking away, or off to the side) are
         # dropped; the closest views in pose fill all slots but the last; the last goes to
         # the view that covers most of what is still unseen, if that is a real gain.
