@@ -333,3 +333,51 @@ def to_rgb8(colour, rgb):  # pragma: no cover - compiled
             for k in range(3):
                 v = np.rint(colour[k, y, x])
                 rgb[y, x, k] = np.uint8(0.0 if v < 0.0 else (255.0 if v > 255.0 else v))
+
+
+@njit(cache=True, nogil=True)
+def halve_rgbd(depth, colour, tolerance, depth_out, colour_out):  # pragma: no cover - compiled
+    """One level down a reference's level-of-detail pyramid: each 2x2 block of ``depth
+    [h, w]`` / ``colour [h, w, 3]`` -> one pixel of ``depth_out [h // 2, w // 2]`` /
+    ``colour_out [h // 2, w // 2, 3]`` (an odd last row or column is dropped).
+
+    The block's front surface only: the valid samples within ``tolerance`` (relative) of its
+    nearest depth are averaged (depth, and colour rounded half to even); samples behind them
+    are another surface and left out, so an edge block becomes a pixel of the near surface
+    rather than a point floating between the two. A block without valid depth is invalid (0).
+    """
+    h2, w2 = depth_out.shape
+    limit_scale = np.float32(1.0 + tolerance)
+    for y in range(h2):
+        for x in range(w2):
+            nearest = np.float32(np.inf)
+            for yy in range(2 * y, 2 * y + 2):
+                for xx in range(2 * x, 2 * x + 2):
+                    d = depth[yy, xx]
+                    if d > 0 and d < nearest:
+                        nearest = d
+            if not nearest < np.inf:
+                depth_out[y, x] = 0.0
+                for k in range(3):
+                    colour_out[y, x, k] = 0
+                continue
+            limit = nearest * limit_scale
+            n = 0
+            z = np.float32(0.0)
+            r = np.float32(0.0)
+            g = np.float32(0.0)
+            b = np.float32(0.0)
+            for yy in range(2 * y, 2 * y + 2):
+                for xx in range(2 * x, 2 * x + 2):
+                    d = depth[yy, xx]
+                    if d > 0 and d <= limit:
+                        n += 1
+                        z += d
+                        r += np.float32(colour[yy, xx, 0])
+                        g += np.float32(colour[yy, xx, 1])
+                        b += np.float32(colour[yy, xx, 2])
+            inv = np.float32(1.0) / np.float32(n)
+            depth_out[y, x] = z * inv
+            colour_out[y, x, 0] = np.uint8(np.rint(r * inv))
+            colour_out[y, x, 1] = np.uint8(np.rint(g * inv))
+            colour_out[y, x, 2] = np.uint8(np.rint(b * inv))
