@@ -33,6 +33,7 @@ def test_contract_defaults():
     ({"sim.scan.range_max": float("nan")}, "sim.scan.range_max"),
     ({"map.resolution": 0.0}, "map.resolution"),
     ({"map.min_height": 1.0, "map.max_height": 0.5}, "map.max_height"),
+    ({"map.min_height": 0.3, "map.free_max_height": 0.2}, "map.free_max_height"),
     ({"sim.scan_frame": ""}, "sim.scan_frame"),
 ])
 def test_bad_values_name_the_parameter(values, name):
@@ -47,5 +48,6 @@ def test_as_fast_as_rendering_allows_with_the_clock():
 
 def test_the_map_options_reach_the_world_service():
     ws = NodeConfig.from_parameters({"map.resolution": 0.1, "map.min_height": 0.1, "map.max_height": 1.0,
-                                     "map.floor_z": -0.2}).world_service_config()
+                                     "map.floor_z": -0.2, "map.free_max_height": 1.0}).world_service_config()
     assert (ws.map_resolution, ws.map_min_height, ws.map_max_height, ws.map_floor_z) == (0.1, 0.1, 1.0, -0.2)
+    assert ws.map_free_max_height == 1.0

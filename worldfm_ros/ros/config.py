@@ -166,6 +166,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("map.min_height", 0.05, float, "Lowest obstacle height above map.floor_z [m]", -100.0, 100.0),
     ParamSpec("map.max_height", 1.5, float, "Highest obstacle height above map.floor_z [m]", -100.0, 100.0),
     ParamSpec("map.floor_z", 0.0, float, "World z of the ground [m]", -1.0e6, 1.0e6),
+    ParamSpec("map.free_max_height", 0.5, float,
+              "Camera rays clear (mark free) only cells they cross between map.min_height and this height "
+              "above map.floor_z; set it to map.max_height for the contract's literal rule [m]", -100.0, 100.0),
     ParamSpec("map.rate_hz", 1.0, float, "Most ~/map publications per second (only when keyframes changed) [Hz]",
               0.001, 100.0),
     ParamSpec("keyframe.policy", "parallax", str,
@@ -255,6 +258,7 @@ class NodeConfig:
     map_min_height: float = 0.05
     map_max_height: float = 1.5
     map_floor_z: float = 0.0
+    map_free_max_height: float = 0.5
     map_rate_hz: float = 1.0
     keyframe_policy: str = "parallax"
     keyframe_max_parallax: float = 0.01
@@ -296,6 +300,9 @@ class NodeConfig:
             raise ConfigError("world_frame", self.world_frame, "must not be empty")
         if self.map_max_height <= self.map_min_height:
             raise ConfigError("map.max_height", self.map_max_height,
+                              f"must exceed map.min_height = {self.map_min_height}")
+        if self.map_free_max_height <= self.map_min_height:
+            raise ConfigError("map.free_max_height", self.map_free_max_height,
                               f"must exceed map.min_height = {self.map_min_height}")
         if self.sim_real_time_factor == 0 and not self.sim_publish_clock:
             raise ConfigError("sim.real_time_factor", 0.0,
@@ -350,6 +357,7 @@ class NodeConfig:
             map_min_height=self.map_min_height,
             map_max_height=self.map_max_height,
             map_floor_z=self.map_floor_z,
+            map_free_max_height=self.map_free_max_height,
         )
 
     # ------------------------------------------------------------------ constructors
