@@ -31,7 +31,6 @@ version of the same algorithm, kept as the test oracle.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -319,9 +318,9 @@ class GeometricRenderer:
         intrinsics: Intrinsics,  # shared by all targets; gives the output size
     ) -> RenderResult:
         """``B`` views in one call, view ``b`` from ``references_per_view[b]``: the same bytes
-        as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`). On the numba
-        path the ``threads`` take views one at a time (one view per thread instead of one
-        reference group per thread: no join between the passes). The torch path renders the views one by one."""
+        as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`): one retrieval
+        pass and one call for the caller; the views are splatted one after the other
+        (:meth:`_render_views_numba` says why), each at its level of detail."""
         T = _check_batch(references_per_view, T_world_cam)
         for pose in T:
             validate_pose_matrix(pose)
@@ -352,28 +351,21 @@ class GeometricRenderer:
         )
 
     def _render_views_numba(self, references_per_view, T: np.ndarray, K: Intrinsics):
-        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``.
+        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``:
+        view after view through :meth:`_render_one_numba` (the same bytes as single renders),
+        each view's two reference groups on the two threads.
 
-        Each view goes through the per-view kernels of :meth:`_render_one_numba` with its
-        reference groups run one after the other (same sums in the same order: the same
-        bytes); the ``threads`` take views one at a time (the kernels release the GIL), so a
-        thread the OS runs less on a busy machine simply renders fewer views. (A single
-        compiled loop over the whole batch was measured 1.3x slower per view than these
-        kernels called one by one: 12.1 against 9.4 ms at 320x240, one thread.)"""
+        Splitting the views between the threads instead (two views in flight) was measured
+        here: never faster, and 1.4x slower per 320x240 view (10.7-11.3 against 7.4-7.8 ms,
+        32 views, load average 4): two views' working buffers (3.7 MB each at 320x240) do not
+        share the cache the way one view's two groups do. One compiled loop over the whole
+        batch was 1.3x slower per view than these kernels (12.1 against 9.4 ms, one thread)."""
         B, H, W = len(T), K.height, K.width
         rgb = np.empty((B, H, W, 3), np.uint8)
         depth = np.empty((B, H, W), np.float32)
         covered = np.empty((B, H, W), bool)
-        next_view = itertools.count()  # shared by the threads (next() is atomic under the GIL)
-
-        def run_slot(_slot: int) -> None:
-            for view in iter(lambda: next(next_view), None):
-                if view >= B:
-                    return
-                self._render_one_numba(references_per_view[view], T[view], K, rgb[view], depth[view], covered[view],
-                                       parallel=False)
-
-        self._map(run_slot, range(max(1, min(B, self._threads))))
+        for view in range(B):
+            self._render_one_numba(references_per_view[view], T[view], K, rgb[view], depth[view], covered[view])
         return rgb, depth, covered
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
@@ -405,10 +397,8 @@ class GeometricRenderer:
         return scratch
 
     def _render_one_numba(self, references, T: np.ndarray, K: Intrinsics, rgb_out: np.ndarray,
-                          depth_out: np.ndarray, covered_out: np.ndarray, parallel: bool = True) -> None:
-        """Render one target into ``rgb_out [H, W, 3]``, ``depth_out [H, W]``, ``covered_out [H, W]``;
-        ``parallel=False`` runs the reference groups one after the other in the calling thread
-        (same bytes)."""
+                          depth_out: np.ndarray, covered_out: np.ndarray) -> None:
+        """Render one target into ``rgb_out [H, W, 3]``, ``depth_out [H, W]``, ``covered_out [H, W]``."""
         from worldfm_ros.core.renderers import splat_kernels
 
         cfg = self.config
@@ -433,8 +423,7 @@ class GeometricRenderer:
             for ref, keep, C, b, _ in groups[g]:
                 splat_kernels.zbuffer_pass_rgbd(ref.depth, keep, C, b, W, H, NEAR_PLANE, zbuf)
 
-        run = self._map if parallel else (lambda fn, items: [fn(item) for item in items])
-        run(zbuffer, range(len(groups)))
+        self._map(zbuffer, range(len(groups)))
         zbuf = scratch.zbufs[0]
         for other in scratch.zbufs[1:]:
             np.minimum(zbuf, other, out=zbuf)
@@ -447,7 +436,7 @@ class GeometricRenderer:
                 splat_kernels.blend_pass_rgbd(ref.depth, ref.colour, keep, C, b, W, H, NEAR_PLANE, limit,
                                               weight, cfg.footprint != "point", acc)
 
-        run(blend, range(len(groups)))
+        self._map(blend, range(len(groups)))
         acc = scratch.accs[0]
         for other in scratch.accs[1:]:
             acc += other
