@@ -227,7 +227,7 @@ class GeometricRenderer:
         self.config = GeometricConfig(**options)
         self.device = torch.device(device)
         self._cache: OrderedDict[int, tuple[Keyframe, torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._masks: OrderedDict[int, tuple[Keyframe, np.ndarray]] = OrderedDict()
+        self._masks: OrderedDict[int, tuple[Keyframe, np.ndarray, np.ndarray]] = OrderedDict()
         self._levels: OrderedDict[tuple[int, int], tuple[Keyframe, Keyframe]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._threads = min(_GROUPS, max(1, int(self.config.threads)))
@@ -370,6 +370,11 @@ class GeometricRenderer:
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
         """``uint8 [H, W]``: the reference pixels the numba kernels draw (cached per keyframe)."""
+        return self._drawn_pixels(keyframe)[0]
+
+    def _drawn_pixels(self, keyframe: Keyframe) -> tuple[np.ndarray, np.ndarray]:
+        """``(keep uint8 [H, W], K^-1 [3, 3])`` of a reference: the pixels the numba kernels
+        draw and its inverse intrinsics (cached per keyframe)."""
         from worldfm_ros.core.renderers import splat_kernels
 
         key = id(keyframe)
@@ -377,14 +382,15 @@ class GeometricRenderer:
             hit = self._masks.get(key)
             if hit is not None and hit[0] is keyframe:
                 self._masks.move_to_end(key)
-                return hit[1]
+                return hit[1], hit[2]
         keep = np.empty(keyframe.depth.shape, np.uint8)
         splat_kernels.edge_free_mask(keyframe.depth, self.config.edge_ratio, keep)
+        K_inv = np.linalg.inv(keyframe.intrinsics.matrix)
         with self._cache_lock:
-            self._masks[key] = (keyframe, keep)
+            self._masks[key] = (keyframe, keep, K_inv)
             while len(self._masks) > self.config.cache_size:
                 self._masks.popitem(last=False)
-        return keep
+        return keep, K_inv
 
     def _scratch(self, H: int, W: int, groups: int) -> "_Scratch":
         """Working buffers of the calling thread for ``H x W`` targets (reused across renders:
@@ -406,11 +412,13 @@ class GeometricRenderer:
         T_cam_world = invert_pose(T)
         weights = view_weights([ref.T_world_cam for ref in references], T, cfg.angle_scale_deg, cfg.distance_scale)
         jobs = []
+        K_matrix = K.matrix
         for ref, weight in zip(references, weights):
+            keep, K_inv = self._drawn_pixels(ref)
             T_target_ref = T_cam_world @ ref.T_world_cam
-            C = K.matrix @ T_target_ref[:3, :3] @ np.linalg.inv(ref.intrinsics.matrix)
-            b = K.matrix @ T_target_ref[:3, 3]
-            jobs.append((ref, self._edge_mask(ref), C, b, float(weight)))
+            C = K_matrix @ T_target_ref[:3, :3] @ K_inv
+            b = K_matrix @ T_target_ref[:3, 3]
+            jobs.append((ref, keep, C, b, float(weight)))
         # The references are split into fixed groups, run on up to two threads (the kernels
         # release the GIL); each group has its own buffers, combined in group order: the
         # bytes out depend on neither the thread count nor the scheduling.

@@ -8,7 +8,6 @@ better, so the renderer's default keeps them).
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import cv2
@@ -79,10 +78,12 @@ def view_weights(ref_poses: Sequence[np.ndarray], T_target: np.ndarray, angle_sc
     Gaussian angle term times ``1 / (1 + d / 5 cm)``), so the nearest view dominates where it
     sees the surface and the others mostly fill what it does not see.
     """
-    scores = np.empty(len(ref_poses))
-    for k, T_ref in enumerate(ref_poses):
-        c = float(np.clip(T_ref[:3, 2] @ T_target[:3, 2], -1.0, 1.0))
-        angle = math.degrees(math.acos(c))
-        distance = float(np.linalg.norm(T_ref[:3, 3] - T_target[:3, 3]))
-        scores[k] = angle / angle_scale_deg + distance / distance_scale
+    poses = np.asarray(ref_poses, dtype=np.float64).reshape(-1, 4, 4)
+    axis, centre = T_target[:3, 2], T_target[:3, 3]
+    # Written out per component (no BLAS call, one vector expression for all references).
+    cos = poses[:, 0, 2] * axis[0] + poses[:, 1, 2] * axis[1] + poses[:, 2, 2] * axis[2]
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    offset = poses[:, :3, 3] - centre
+    distance = np.sqrt(offset[:, 0] ** 2 + offset[:, 1] ** 2 + offset[:, 2] ** 2)
+    scores = angle / angle_scale_deg + distance / distance_scale
     return np.maximum(np.exp(-(scores - scores.min())), MIN_VIEW_WEIGHT)
