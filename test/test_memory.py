@@ -157,3 +157,24 @@ def test_memory_config_rejects_bad_values():
         MemoryConfig(min_translation=0.0)
     with pytest.raises(ValueError, match="retrieval"):
         MemoryConfig(retrieval="random")
+
+
+def test_retrieve_many_equals_one_query_per_camera():
+    rng = np.random.default_rng(2)
+    mem = KeyframeMemory(MemoryConfig(retrieval_k=3, search_radius=1.0))
+    for i in range(60):
+        mem.add(frame(camera_pose(*rng.uniform(-4, 4, 2), rng.uniform(0, 360)), depth=rng.uniform(1, 3)))
+    mem.evict(5)  # a freed table row
+    # Spread cameras (some with fewer than k keyframes in their ball: the fallback) and a
+    # tight cluster.
+    poses = np.stack([camera_pose(*rng.uniform(-6, 6, 2), rng.uniform(0, 360)) for _ in range(20)]
+                     + [camera_pose(0.1 * i, 0.0, 10 * i) for i in range(5)])
+    many = mem.retrieve_many(poses, INTR)
+    assert [[kf.id for kf in refs] for refs in many] == [[kf.id for kf in mem.retrieve(T, INTR)] for T in poses]
+    assert mem.retrieve_many(poses[:0], INTR) == []
+    bad = poses.copy()
+    bad[3, 0, 3] = np.nan
+    with pytest.raises(InvalidPoseError):
+        mem.retrieve_many(bad, INTR)
+    with pytest.raises(InvalidPoseError, match="shape"):
+        mem.retrieve_many(poses[0], INTR)

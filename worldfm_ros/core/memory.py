@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from worldfm_ros.core.camera import Intrinsics
-from worldfm_ros.core.errors import EmptyMemoryError, InvalidImageError
+from worldfm_ros.core.errors import EmptyMemoryError, InvalidImageError, InvalidPoseError
 from worldfm_ros.core.keyframe import Keyframe
 from worldfm_ros.core.pose import validate_pose_matrix
 from worldfm_ros.core.retrieval_table import KeyframeTable, coverage_cells
@@ -365,7 +365,45 @@ class KeyframeMemory:
             raise EmptyMemoryError("the memory holds no keyframe yet", 0)
         T = validate_pose_matrix(T_world_cam)
         k = self.config.retrieval_k if k is None else int(k)
-        cands = self._candidates(T, k)
+        return self._retrieve(T, intrinsics, k, self._candidates(T, k))
+
+    def retrieve_many(self, T_world_cam: np.ndarray, intrinsics: Intrinsics,
+                      k: Optional[int] = None) -> list[list[Keyframe]]:
+        """:meth:`retrieve` for each camera of ``T_world_cam [B, 4, 4]`` (the same references),
+        with the spatial search shared: one grid query for the whole batch, then every
+        camera's distances in one array operation (the per-camera grid walk was a third of
+        a query's time).
+
+        Raises :class:`EmptyMemoryError`, ``InvalidPoseError`` (the first invalid pose's).
+        """
+        if not self._frames:
+            raise EmptyMemoryError("the memory holds no keyframe yet", 0)
+        T = np.asarray(T_world_cam, dtype=np.float64)
+        if T.ndim != 3 or T.shape[1:] != (4, 4):
+            raise InvalidPoseError(f"poses must be [B, 4, 4], got shape {T.shape}", T.shape)
+        for pose in T:
+            validate_pose_matrix(pose)
+        k = self.config.retrieval_k if k is None else int(k)
+        if len(T) == 0:
+            return []
+        r = self.config.search_radius
+        centres = T[:, :3, 3]
+        lo, hi = centres.min(axis=0), centres.max(axis=0)
+        # Every camera's search ball lies inside this one: a superset of each one's candidates.
+        middle = (lo + hi) / 2
+        ids = self._grid.query_radius(middle, r + float(np.linalg.norm(hi - lo)) / 2)
+        positions = self._table.positions[self._table.rows(ids)]
+        # The same expression as SpatialGrid.query_radius, for all cameras at once.
+        inside = ((positions[None, :, :] - centres[:, None, :]) ** 2).sum(axis=2) <= r * r
+        out = []
+        for b, pose in enumerate(T):
+            cands = ids[inside[b]]
+            if len(cands) < k:
+                cands = self._candidates(pose, k)
+            out.append(self._retrieve(pose, intrinsics, k, cands))
+        return out
+
+    def _retrieve(self, T: np.ndarray, intrinsics: Intrinsics, k: int, cands: np.ndarray) -> list[Keyframe]:
         scores = self._pose_scores(T, cands)
         order = np.lexsort((cands, scores))
         ranked = cands[order][: self.config.max_candidates]

@@ -439,7 +439,7 @@ class WorldService:
         with self._lock:
             if not len(self.memory):
                 raise EmptyMemoryError("the world holds no keyframe yet", 0)
-            references = [self.memory.retrieve(pose, intrinsics, k) for pose in T]
+            references = self.memory.retrieve_many(T, intrinsics, k)
         result = render_batch(self.renderer, references, T, intrinsics)
         return RenderOutput(result=result, render_ms=(time.perf_counter() - t0) * 1e3)
 
