@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("clock", "views"))
     parser.add_argument("--seconds", type=float, default=10.0, help="wall time of the clock benchmark [s]")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the views benchmark")
-    parser.add_argument("--sizes", default="320x240,160x120,64x48", help="view sizes of the views benchmark")
+    parser.add_argument("--sizes", default="320x240,160x120,80x60,64x48", help="view sizes of the views benchmark")
     parser.add_argument("--backend", default="geometric", help="renderer of the views benchmark")
     args = parser.parse_args()
     import rclpy
