@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pushpull-fill", action="store_true",
                    help="holes get the references' push-pull continuation plus a learned correction (a fresh "
                         "model, or added to an --init model that lacks it)")
+    p.add_argument("--pushpull-full-resolution", action="store_true",
+                   help="with --pushpull-fill: the continuation at full resolution, not on the working samples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -114,8 +116,10 @@ def main(argv=None) -> int:
             val_scenes=args.val_scenes, init=args.init, resume=not args.no_resume, device=args.device,
             model=ModelConfig(k=args.k, ref_channels=args.ref_channels, widths=tuple(args.widths),
                               refine_channels=args.refine_channels, global_context=args.global_context,
-                              misalignment_input=args.misalignment_input, pushpull_fill=args.pushpull_fill),
+                              misalignment_input=args.misalignment_input, pushpull_fill=args.pushpull_fill,
+                              pushpull_full_resolution=args.pushpull_full_resolution),
             offtrack=args.offtrack, offtrack_fraction=args.offtrack_fraction, pushpull_fill=args.pushpull_fill,
+            pushpull_full_resolution=args.pushpull_full_resolution,
         )
         result = train(config, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (WorldFMError, ValueError, OSError) as exc:

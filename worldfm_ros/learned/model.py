@@ -194,6 +194,10 @@ class ModelConfig:
     #: from context (checkpoints written before it read as ``False``). Off-trajectory views
     #: have large never-seen regions: the painted fill was a flat grey there.
     pushpull_fill: bool = False
+    #: With ``pushpull_fill``: the continuation is computed at full resolution (sharp up to
+    #: the hole's edge) instead of on the working-resolution samples (checkpoints written
+    #: before it read as ``False``).
+    pushpull_full_resolution: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
@@ -377,7 +381,7 @@ class FrameModel(nn.Module):
         heads = self.head_out(z.view(B * K, c, hp, wp)).view(B, K, -1, hp, wp)
         fill = self.fill_head(ctx)  # [B, 7, hp, wp]
         extra = []
-        if self.config.pushpull_fill:  # the usable references' blend continued into the holes
+        if self.config.pushpull_fill and not self.config.pushpull_full_resolution:  # blend continued into holes
             extra = [_push_pull(mean_rgb[:, 0], (u5.sum(1) > 0).float())]  # [B, 3, hp, wp]
         ref_logits = heads[:, :, 0]
         if self.distance_scale is not None:
@@ -412,8 +416,14 @@ class FrameModel(nn.Module):
             best = penalty.masked_fill(unusable, 1e4).amin(1, keepdim=True)
             logits = (maps[:, :K] - penalty + best).masked_fill_(unusable, -30.0)
             weights = torch.softmax(torch.cat([logits, maps[:, 2 * K:2 * K + 1]], dim=1), dim=1)  # [B, K+1, H, W]
-        if self.config.pushpull_fill:  # continuation + learned correction (maps' last 3 channels)
-            fill_rgb = (maps[:, 2 * K + 7:2 * K + 10] + 0.5 * torch.tanh(maps[:, 2 * K + 1:2 * K + 4])).clamp(0.0, 1.0)
+        if self.config.pushpull_fill:  # continuation + learned correction
+            if self.config.pushpull_full_resolution:
+                n_full = usable.sum(1)  # [B, 1, H, W]
+                blend = (colour * usable).sum(1) / n_full.clamp_min(1.0)
+                base = _push_pull(blend, (n_full > 0).float(), max_levels=10)
+            else:
+                base = maps[:, 2 * K + 7:2 * K + 10]  # upsampled with the other maps
+            fill_rgb = (base + 0.5 * torch.tanh(maps[:, 2 * K + 1:2 * K + 4])).clamp(0.0, 1.0)
         else:
             fill_rgb = torch.sigmoid(maps[:, 2 * K + 1:2 * K + 4])
         residual = self.config.residual_scale * torch.tanh(maps[:, 2 * K + 4:2 * K + 7])
@@ -526,6 +536,7 @@ def load_checkpoint(path, device="cpu") -> tuple[FrameModel, dict]:
         config.setdefault("global_context", False)
         config.setdefault("misalignment_input", False)
         config.setdefault("pushpull_fill", False)
+        config.setdefault("pushpull_full_resolution", False)
         model = FrameModel(ModelConfig(**config))
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -81,6 +81,8 @@ class TrainConfig:
         pushpull_fill: with ``init``: give the loaded model the push-pull hole fill
             (:attr:`ModelConfig.pushpull_fill`) if it lacks it; its other weights are kept and
             the fill colour head restarts at "continue the references".
+        pushpull_full_resolution: with ``init``: switch this :class:`ModelConfig` option on
+            in the loaded model (no new weights).
     """
 
     out_dir: Path
@@ -111,6 +113,7 @@ class TrainConfig:
     offtrack: int = 0
     offtrack_fraction: float = 0.0
     pushpull_fill: bool = False
+    pushpull_full_resolution: bool = False
 
 
 def with_pushpull_fill(model: FrameModel) -> FrameModel:
@@ -124,6 +127,15 @@ def with_pushpull_fill(model: FrameModel) -> FrameModel:
     with torch.no_grad():
         new.fill_head.weight[1:4].normal_(0.0, 1e-4)
         new.fill_head.bias[1:4].zero_()
+    return new
+
+
+def with_options(model: FrameModel, **options) -> FrameModel:
+    """A copy of ``model`` with :class:`ModelConfig` ``options`` changed that add no weights."""
+    from dataclasses import replace
+
+    new = FrameModel(replace(model.config, **options))
+    new.load_state_dict(model.state_dict())
     return new
 
 
@@ -328,6 +340,11 @@ def train(config: TrainConfig, *, progress: bool = True, log: Callable[[str], No
         if config.pushpull_fill and not model.config.pushpull_fill:
             model = with_pushpull_fill(model).to(device)
             log("push-pull hole fill added; fill colour head restarts at the continuation")
+        switches = {name: True for name in ("pushpull_full_resolution",)
+                    if getattr(config, name) and not getattr(model.config, name)}
+        if switches:
+            model = with_options(model, **switches).to(device)
+            log(f"model options switched on: {', '.join(switches)}")
     else:
         model = FrameModel(config.model).to(device)
     model.train()
