@@ -31,6 +31,7 @@ version of the same algorithm, kept as the test oracle.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -319,8 +320,8 @@ class GeometricRenderer:
     ) -> RenderResult:
         """``B`` views in one call, view ``b`` from ``references_per_view[b]``: the same bytes
         as :meth:`render` once per view (:func:`~.base.render_views_one_by_one`): one retrieval
-        pass and one call for the caller; the views are splatted one after the other
-        (:meth:`_render_views_numba` says why), each at its level of detail."""
+        pass and one call for the caller; the threads take views one at a time
+        (:meth:`_render_views_numba`), each view at its level of detail."""
         T = _check_batch(references_per_view, T_world_cam)
         for pose in T:
             validate_pose_matrix(pose)
@@ -351,21 +352,36 @@ class GeometricRenderer:
         )
 
     def _render_views_numba(self, references_per_view, T: np.ndarray, K: Intrinsics):
-        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``:
-        view after view through :meth:`_render_one_numba` (the same bytes as single renders),
-        each view's two reference groups on the two threads.
+        """``(rgb [B, H, W, 3], depth [B, H, W], covered [B, H, W])`` at the splat camera ``K``.
 
-        Splitting the views between the threads instead (two views in flight) was measured
-        here: never faster, and 1.4x slower per 320x240 view (10.7-11.3 against 7.4-7.8 ms,
-        32 views, load average 4): two views' working buffers (3.7 MB each at 320x240) do not
-        share the cache the way one view's two groups do. One compiled loop over the whole
-        batch was 1.3x slower per view than these kernels (12.1 against 9.4 ms, one thread)."""
+        Each view goes through the per-view kernels of :meth:`_render_one_numba` with its two
+        reference groups run one after the other (the same sums in the same order: the same
+        bytes as a single render); the ``threads`` take views one at a time (the kernels
+        release the GIL), so no thread waits for another between passes, and one the OS runs
+        less on a busy machine simply renders fewer views.
+
+        Measured in-process on the 2-core machine (A/B of the two orders in one process, same
+        bytes): with load average 1.9, views on both threads took 3.7 / 2.8 / 0.77 ms per
+        320x240 / 160x120 / 80x60 view against 6.7 / 3.4 / 1.1 ms for one view at a time with
+        its groups on the two threads (1.15 against 1.43 ms at 128x96, the gym's size); at
+        load average 4 the order flipped at 320x240 (10.7-11.3 against 7.4-7.8 ms: two
+        views' 3.7 MB of working buffers compete for the cache the other jobs also use) and
+        tied below. A single compiled loop over the whole batch was 1.3x slower per view
+        than these kernels (12.1 against 9.4 ms at 320x240, one thread)."""
         B, H, W = len(T), K.height, K.width
         rgb = np.empty((B, H, W, 3), np.uint8)
         depth = np.empty((B, H, W), np.float32)
         covered = np.empty((B, H, W), bool)
-        for view in range(B):
-            self._render_one_numba(references_per_view[view], T[view], K, rgb[view], depth[view], covered[view])
+        next_view = itertools.count()  # shared by the threads (next() is atomic under the GIL)
+
+        def run_slot(_slot: int) -> None:
+            for view in iter(lambda: next(next_view), None):
+                if view >= B:
+                    return
+                self._render_one_numba(references_per_view[view], T[view], K, rgb[view], depth[view], covered[view],
+                                       parallel=False)
+
+        self._map(run_slot, range(max(1, min(B, self._threads))))
         return rgb, depth, covered
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
@@ -403,8 +419,10 @@ class GeometricRenderer:
         return scratch
 
     def _render_one_numba(self, references, T: np.ndarray, K: Intrinsics, rgb_out: np.ndarray,
-                          depth_out: np.ndarray, covered_out: np.ndarray) -> None:
-        """Render one target into ``rgb_out [H, W, 3]``, ``depth_out [H, W]``, ``covered_out [H, W]``."""
+                          depth_out: np.ndarray, covered_out: np.ndarray, parallel: bool = True) -> None:
+        """Render one target into ``rgb_out [H, W, 3]``, ``depth_out [H, W]``, ``covered_out [H, W]``;
+        ``parallel=False`` runs the reference groups one after the other in the calling thread
+        (the same bytes)."""
         from worldfm_ros.core.renderers import splat_kernels
 
         cfg = self.config
@@ -431,7 +449,8 @@ class GeometricRenderer:
             for ref, keep, C, b, _ in groups[g]:
                 splat_kernels.zbuffer_pass_rgbd(ref.depth, keep, C, b, W, H, NEAR_PLANE, zbuf)
 
-        self._map(zbuffer, range(len(groups)))
+        run = self._map if parallel else (lambda fn, items: [fn(item) for item in items])
+        run(zbuffer, range(len(groups)))
         zbuf = scratch.zbufs[0]
         for other in scratch.zbufs[1:]:
             np.minimum(zbuf, other, out=zbuf)
@@ -444,7 +463,7 @@ class GeometricRenderer:
                 splat_kernels.blend_pass_rgbd(ref.depth, ref.colour, keep, C, b, W, H, NEAR_PLANE, limit,
                                               weight, cfg.footprint != "point", acc)
 
-        self._map(blend, range(len(groups)))
+        run(blend, range(len(groups)))
         acc = scratch.accs[0]
         for other in scratch.accs[1:]:
             acc += other
