@@ -169,6 +169,19 @@ def test_cpu_kernels_agree_with_the_torch_path(sequence, monkeypatch):
     assert float(fast.valid.sum()) > 0.5 * fast.valid.numel()
 
 
+def test_empty_slots_of_the_cpu_warp_are_zero_every_time(sequence):
+    """Fewer references than slots: the slots past them are all zero (the CPU warp leaves
+    the others' arrays uninitialised until the kernels write them), on every call."""
+    target = sequence[5]
+    refs = sequence[3:5] + sequence[6:8]
+    for _ in range(2):  # the second call gets recycled (dirty) memory from the first
+        bundle = warp_references(refs, target.T_world_cam, SMALL, k=8)
+        for name in ("colour", "valid", "plausible", "phase", "geometry"):
+            assert float(getattr(bundle, name)[:, 4:].abs().sum()) == 0.0, name
+        for name in ("colour", "valid", "geometry"):  # the used slots are written
+            assert float(getattr(bundle, name)[:, :4].abs().sum()) > 0.0, name
+
+
 def test_crop_keeps_the_coarse_maps_aligned(sequence):
     b = warp_references(sequence[4:7:2], sequence[5].T_world_cam, SMALL, k=2)
     c = b.crop(8, 12, 32, 40)
