@@ -207,3 +207,27 @@ def test_unregistered_sensor_keyframes_are_registered_to_the_colour_camera():
 def test_bad_colour_focal_ratio_is_refused(ratio):
     with pytest.raises(ValueError, match="colour focal ratio"):
         WorldServiceConfig(colour_focal_ratio=ratio)
+
+
+def test_warm_up_leaves_the_world_untouched_and_renders_the_same_bytes(tmp_path):
+    """``warm_up`` (the node runs it at configure) loads the kernels in a scratch world: the
+    memory, the map, the world file and later renders are as without it."""
+    from worldfm_ros.core.synthetic import synthetic_sequence  # noqa: PLC0415
+
+    frames = [Keyframe(c, d, K, T, stamp) for c, d, K, T, stamp in synthetic_sequence(5, 12)]
+    path = tmp_path / "w.world"
+    warmed, cold = WorldService(WorldServiceConfig(world_path=str(path))), WorldService(WorldServiceConfig())
+    assert warmed.warm_up([(160, 120)]) > 0
+    assert len(warmed) == 0 and warmed.occupancy_map.version == cold.occupancy_map.version
+    assert read_world(path) == []
+    for frame in frames:
+        warmed.ingest(frame)
+        cold.ingest(frame)
+    assert [k.id for k in warmed.keyframes()] == [k.id for k in cold.keyframes()]
+    assert np.array_equal(warmed.occupancy_map.grid()[0], cold.occupancy_map.grid()[0])
+    target = frames[len(frames) // 2]
+    a = warmed.render(target.T_world_cam, target.intrinsics).result
+    b = cold.render(target.T_world_cam, target.intrinsics).result
+    assert np.array_equal(a.rgb, b.rgb)
+    warmed.close()
+    assert [k.id for k in read_world(path)] == [k.id for k in cold.keyframes()]

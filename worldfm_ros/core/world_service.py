@@ -22,7 +22,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -387,6 +387,36 @@ class WorldService:
                 self._world_file.close()
             self._world_file = None
 
+    # ------------------------------------------------------------------ start-up
+    def warm_up(self, render_sizes: Sequence[tuple[int, int]] = ()) -> float:
+        """Run ingestion and rendering once on a small synthetic scene, in a scratch world
+        (same configuration and renderer, no world file), so that compiled kernels, lazy
+        imports and the renderer's first-call set-up are paid before live data arrive.
+
+        Why: the first keyframe a node ingests used to load every compiled kernel on the
+        ingest thread (numba cache, SciPy/BLAS imports). Measured in the live-stream test's
+        node: 3-8.8 s for that first pair (0.6 s in a quiet process), during which a 30 Hz
+        camera queued more pairs than ``ingest.queue_size`` and they were skipped. This
+        world's memory, map and file are not touched. ``render_sizes`` adds ``(width,
+        height)`` views to the keyframe-size one (e.g. the node's default render size).
+        Returns the seconds it took.
+        """
+        t0 = time.perf_counter()
+        scratch = WorldService(replace(self.config, world_path=""), renderer=self.renderer)
+        width, height = self.config.keyframe_width, self.config.keyframe_height
+        frames = _warm_up_frames(2 * width, 2 * height)  # twice the keyframe size: downscaled
+        for frame in frames:
+            scratch.ingest_keyframe(frame)
+        middle = frames[0].T_world_cam.copy()
+        middle[:3, 3] = 0.5 * (frames[0].T_world_cam[:3, 3] + frames[1].T_world_cam[:3, 3])
+        keyframe_camera = frames[0].intrinsics.resized(width, height)
+        sizes = [(width, height), (max(1, width // 4), max(1, height // 4)), *render_sizes]
+        for size in dict.fromkeys(sizes):  # in order, once each
+            camera = keyframe_camera.resized(*size)
+            scratch.render(middle, camera)
+            scratch.render_batch(np.stack([middle, frames[1].T_world_cam]), camera)
+        return time.perf_counter() - t0
+
     # ------------------------------------------------------------------ rendering
     def render(self, T_world_cam: np.ndarray, intrinsics: Intrinsics, want_depth: bool = True) -> RenderOutput:
         """Render the world seen by cameras at ``T_world_cam`` (``[4, 4]`` or ``[B, 4, 4]``).
@@ -454,6 +484,27 @@ class WorldService:
             for keyframe in self.memory.retrieve(pose, intrinsics, k):
                 chosen.setdefault(keyframe.id, keyframe)
         return list(chosen.values())
+
+
+def _warm_up_frames(width: int, height: int) -> list[Keyframe]:
+    """Two posed RGB-D frames of a textured wall 2 m ahead of a camera 0.5 m above the floor
+    (the second 0.3 m to the side, turned 10 degrees): enough for the insertion policy, the
+    map and the renderers to run every stage once (:meth:`WorldService.warm_up`)."""
+    f = 0.8 * width
+    intrinsics = Intrinsics(f, f, width / 2.0, height / 2.0, width, height)
+    v, u = np.mgrid[0:height, 0:width]
+    colour = np.stack([(u * 255 // max(width - 1, 1)), (v * 255 // max(height - 1, 1)),
+                       ((u // 8 + v // 8) % 2) * 255], axis=-1).astype(np.uint8)
+    depth = np.full((height, width), 2.0, np.float32) + 0.2 * np.float32(u > width // 2)
+    looking_along_x = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    frames = []
+    for shift, yaw_deg in ((0.0, 0.0), (0.3, 10.0)):
+        c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+        T = np.eye(4)
+        T[:3, :3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ looking_along_x
+        T[:3, 3] = (0.0, shift, 0.5)
+        frames.append(Keyframe(colour.copy(), depth.copy(), intrinsics, T, float(len(frames))))
+    return frames
 
 
 class KeyframeNotCommittedError(WorldFileError):
