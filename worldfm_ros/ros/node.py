@@ -5,19 +5,22 @@ streams; ``autostart`` runs both at start-up). Callbacks only convert messages, 
 ROS-free core and convert back; every failure is answered (``success: false``) or logged
 (throttled) and counted, and never escapes a callback.
 
-Threads: a :class:`MultiThreadedExecutor` runs mutually exclusive callback groups, and one
-ingest worker thread (:mod:`worldfm_ros.ros.ingest`) does all the work on camera frames, so
-ingestion never waits for a render and renders never wait for ingestion:
+Threads: a :class:`MultiThreadedExecutor` runs the callbacks, each subscription, service
+and timer in a mutually exclusive callback group of its own
+(:mod:`worldfm_ros.ros.callback_groups` says why: shared groups made the executor spin and
+starve everything else), and one ingest worker thread (:mod:`worldfm_ros.ros.ingest`) does
+all the work on camera frames, so ingestion never waits for a render and renders never
+wait for ingestion:
 
-* ``ingest``: colour and depth subscriptions, which only hand the message to the ingest
-  pipeline's bounded queue (pairing, decoding, odometry waits and keyframe insertion run on
-  its worker thread; when it falls behind it skips the oldest pairs and counts them in
+* colour and depth callbacks only hand the message to the ingest pipeline's bounded queue
+  (pairing, decoding, odometry waits and keyframe insertion run on its worker thread; when
+  it falls behind it skips the oldest pairs and counts them in
   ``~/status.pairs_skipped_busy``);
-* ``state``: odometry, camera info, ``sim/cmd_vel`` (cheap, never queued behind an image);
-* ``render``: ``~/render_view`` and ``~/render_views``;
-* ``sim``: the simulated robot's timer (:mod:`worldfm_ros.ros.sim`; a tick that finds a render still running is
-  skipped, so no stale frame is ever queued);
-* ``control``: save / reset / set_pose services and the 1 Hz status.
+* odometry, camera info and ``sim/cmd_vel`` are cheap and never queued behind an image;
+* ``~/render_view`` and ``~/render_views`` render on executor threads;
+* the simulated robot's timer (:mod:`worldfm_ros.ros.sim`; a tick that finds a render still
+  running is skipped, so no stale frame is ever queued);
+* save / reset / set_pose services and the 1 Hz status.
 
 The world service holds one lock for the memory; a render copies its K references out
 under it and renders outside it.
@@ -36,8 +39,7 @@ from typing import Optional
 import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -62,6 +64,8 @@ from worldfm_ros.ros.config import (
     usage,
 )
 from worldfm_ros.ros.dds import apply_dds_profile
+from worldfm_ros.ros.callback_groups import own_group
+from worldfm_ros.ros.executor import PacedExecutor
 from worldfm_ros.ros.ingest import IngestPipeline
 from worldfm_ros.ros.map_publisher import MapPublisher
 from worldfm_ros.ros.render_views import serve_render_views
@@ -155,9 +159,6 @@ class WorldFMNode(LifecycleNode):
         for warning in unknown_parameter_warnings(getattr(self, "_parameter_overrides", {})):
             self.get_logger().warning(warning)
         self.world: Optional[WorldService] = None
-        self._groups = {
-            name: MutuallyExclusiveCallbackGroup() for name in ("ingest", "state", "render", "sim", "control")
-        }
         self._configured: list = []  # publishers + services made in configure
         self._active: list = []  # subscriptions + timers made in activate
         self._camera: Optional[tuple[CameraInfo, Intrinsics]] = None  # latest valid real CameraInfo
@@ -187,6 +188,15 @@ class WorldFMNode(LifecycleNode):
             self._configure_error = f"{type(error).__name__}: {error}" if isinstance(error, MemoryError) else str(error)
             log.error(f"configure failed: {self._configure_error}")
             return TransitionCallbackReturn.FAILURE
+        try:
+            # Compiled kernels and lazy imports load here, not on the ingest thread while a
+            # camera streams (the first pair used to stall it for seconds).
+            warm_s = world.warm_up([(config.render_width, config.render_height)])
+        except (WorldFMError, ValueError, RuntimeError, MemoryError) as error:
+            world.close()
+            self._configure_error = f"warm-up failed: {type(error).__name__}: {error}"
+            log.error(f"configure failed: {self._configure_error}")
+            return TransitionCallbackReturn.FAILURE
         self._is_configured = True
         self.config, self.world = config, world
         for warning in world.warnings:
@@ -203,24 +213,22 @@ class WorldFMNode(LifecycleNode):
             max_pending=config.ingest_queue_size, max_inbox=4 * config.ingest_queue_size + 8,
             on_error=self._on_ingest_error, on_sync=self._report_sync_drops,
         )
-        control = self._groups["control"]
         self._status_pub = self.create_publisher(WorldStatus, "~/status", QOS_DEFAULT)
         self._keyframe_pub = self.create_publisher(KeyframeInfo, "~/keyframes", QOS_KEYFRAMES)
         self._configured = [self._status_pub, self._keyframe_pub]
         self._configured += [
             self.create_service(RenderView, "~/render_view", self._on_render_view,
-                                callback_group=self._groups["render"]),
+                                callback_group=own_group()),
             self.create_service(RenderViews, "~/render_views", self._on_render_views,
-                                callback_group=self._groups["render"]),
-            self.create_service(SaveWorld, "~/save_world", self._on_save_world, callback_group=control),
-            self.create_service(Trigger, "~/reset_world", self._on_reset_world, callback_group=control),
+                                callback_group=own_group()),
+            self.create_service(SaveWorld, "~/save_world", self._on_save_world, callback_group=own_group()),
+            self.create_service(Trigger, "~/reset_world", self._on_reset_world, callback_group=own_group()),
         ]
         self._map_publisher = MapPublisher(self, getattr(world, "occupancy_map", None), config.world_frame,
-                                           config.map_rate_hz, callback_group=control)
+                                           config.map_rate_hz, callback_group=own_group())
         if config.sim_enabled:
             try:
-                self._sim = Simulator(self, config, world, groups=self._groups,
-                                      camera_intrinsics=self._camera_intrinsics,
+                self._sim = Simulator(self, config, world, camera_intrinsics=self._camera_intrinsics,
                                       latest_odometry=self._latest_odometry_pose, warn=self._warn,
                                       on_render=self._on_sim_render)
             except (WorldFMError, ValueError) as error:
@@ -228,7 +236,7 @@ class WorldFMNode(LifecycleNode):
                 self._release_all()
                 return TransitionCallbackReturn.FAILURE
         log.info(
-            f"configured: backend {world.backend} on {world.device}, {len(world)} keyframes"
+            f"configured: backend {world.backend} on {world.device}, {len(world)} keyframes, warmed up in {warm_s:.1f} s"
             + (f" from {config.world_path}" if config.world_path else "")
             + (", simulated camera on" if config.sim_enabled else "")
         )
@@ -236,16 +244,15 @@ class WorldFMNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        ingest, st = self._groups["ingest"], self._groups["state"]
         self._active = [
             self.create_subscription(Image, "camera/image_raw", self._on_colour, QOS_SENSOR_IMAGES,
-                                     callback_group=ingest),
+                                     callback_group=own_group()),
             self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, QOS_SENSOR_IMAGES,
-                                     callback_group=ingest),
+                                     callback_group=own_group()),
             self.create_subscription(CameraInfo, "camera/camera_info", self._on_camera_info, QOS_SENSOR_STATE,
-                                     callback_group=st),
-            self.create_subscription(Odometry, "odom", self._on_odometry, QOS_SENSOR_STATE, callback_group=st),
-            self.create_timer(1.0, self._publish_status, callback_group=self._groups["control"]),
+                                     callback_group=own_group()),
+            self.create_subscription(Odometry, "odom", self._on_odometry, QOS_SENSOR_STATE, callback_group=own_group()),
+            self.create_timer(1.0, self._publish_status, callback_group=own_group()),
         ]
         if self._ingest is not None:
             self._ingest.start()
@@ -582,7 +589,7 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     status = 0
-    executor = MultiThreadedExecutor(num_threads=6)
+    executor = PacedExecutor(num_threads=6)
     try:
         node = WorldFMNode()
         if node.config.autostart:

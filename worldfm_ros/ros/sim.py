@@ -42,6 +42,7 @@ from worldfm_ros.core.camera import Intrinsics
 from worldfm_ros.core.errors import EmptyMemoryError, WorldFMError
 from worldfm_ros.core.sim_base import SimBase
 from worldfm_ros.core.world_service import WorldService
+from worldfm_ros.ros.callback_groups import own_group
 from worldfm_ros.ros.config import NodeConfig
 from worldfm_ros.ros.image_conversion import depth_to_image, rgb_to_image
 from worldfm_ros.ros.messages import (
@@ -118,14 +119,13 @@ class Simulator:
         on_render: called with each render's duration [ms].
     """
 
-    def __init__(self, node, config: NodeConfig, world: WorldService, *, groups: dict,
+    def __init__(self, node, config: NodeConfig, world: WorldService, *,
                  camera_intrinsics: Callable[[int, int], Intrinsics],
                  latest_odometry: Callable[[], Optional[np.ndarray]],
                  warn: Callable[[str, str], None], on_render: Callable[[float], None] = lambda ms: None):
         self.node = node
         self.config = config
         self.world = world
-        self._groups = groups
         self._camera_intrinsics = camera_intrinsics
         self._latest_odometry = latest_odometry
         self._warn = warn
@@ -145,7 +145,6 @@ class Simulator:
         self._thread: Optional[threading.Thread] = None
         self.frames = 0  # steps published
 
-        control = groups["control"]
         pub = node.create_publisher
         self._odom_pub = pub(Odometry, "sim/odom", QOS_DEFAULT)
         self._image_pub = pub(Image, "sim/camera/image_raw", QOS_IMAGES)
@@ -168,8 +167,8 @@ class Simulator:
             self._clock_pub = pub(Clock, "/clock", QOS_DEFAULT)
             self._publishers.append(self._clock_pub)
         self._services = [
-            node.create_service(SetPose, "sim/set_pose", self._on_set_pose, callback_group=control),
-            node.create_service(Trigger, "sim/reset", self._on_reset, callback_group=control),
+            node.create_service(SetPose, "sim/set_pose", self._on_set_pose, callback_group=own_group()),
+            node.create_service(Trigger, "sim/reset", self._on_reset, callback_group=own_group()),
         ]
         self._active: list = []
 
@@ -180,9 +179,9 @@ class Simulator:
         self._publish_static_transforms()
         self._active = [
             node.create_subscription(Twist, "sim/cmd_vel", self._on_cmd_vel, qos_profile_sensor_data,
-                                     callback_group=self._groups["state"]),
+                                     callback_group=own_group()),
             node.create_timer(COLLISION_PERIOD, self._publish_collision_heartbeat,
-                              callback_group=self._groups["control"]),
+                              callback_group=own_group()),
         ]
         if self.config.sim_publish_clock:
             self._sim_time = self._clock_now()
@@ -190,7 +189,7 @@ class Simulator:
             self._thread = threading.Thread(target=self._run_with_clock, name="worldfm-sim", daemon=True)
             self._thread.start()
         else:
-            self._active.append(node.create_timer(self._dt, self._on_tick, callback_group=self._groups["sim"]))
+            self._active.append(node.create_timer(self._dt, self._on_tick, callback_group=own_group()))
 
     def deactivate(self) -> None:
         self._stop.set()
