@@ -74,19 +74,25 @@ def bench_ingest(frames: list[Keyframe]) -> tuple[WorldService, float]:
 
 
 def bench_render(world: WorldService, targets: list[np.ndarray], camera: Intrinsics, backends: list[str],
-                 sizes: list[tuple[int, int]], repeats: int, device: str, runtimes: tuple = ("torch",)) -> dict:
+                 sizes: list[tuple[int, int]], repeats: int, device: str, runtimes: tuple = ("torch",),
+                 models: tuple = (None,)) -> dict:
     """ms/view (retrieval + render, one view per call) per backend and size. The learned
-    backend is measured once per runtime (``learned[onnxruntime]``, ...; plain ``learned``
-    for torch alone). Renderers take turns view by view, so load from other jobs hits
-    them alike."""
+    backend is measured once per runtime and checkpoint (``learned[onnxruntime]``,
+    ``learned[learned_v4]``, ...; plain ``learned`` for torch and the shipped model alone).
+    Renderers take turns view by view, so load from other jobs hits them alike."""
     out: dict = {}
     for width, height in sizes:
         K = camera.resized(width, height)
         entries = []  # (label, renderer, references per view)
         for name in backends:
-            for runtime in (runtimes if name == "learned" else (None,)):
+            variants = [(r, m) for r in runtimes for m in models] if name == "learned" else [(None, None)]
+            for runtime, model in variants:
                 options = {"runtime": runtime, "fallback": False} if runtime else {}
-                label = f"{name}[{runtime}]" if runtime and tuple(runtimes) != ("torch",) else name
+                tags = [runtime] if runtime and tuple(runtimes) != ("torch",) else []
+                if model:
+                    options["model_path"] = str(model)
+                    tags.append(Path(model).stem)
+                label = f"{name}[{', '.join(tags)}]" if tags else name
                 renderer = make_renderer(name, device, **options)
                 entries.append((label, renderer, world.references_per_view(renderer)))
         for _, renderer, k in entries:
@@ -175,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--runtime", nargs="+", default=["torch"], choices=("torch", "onnxruntime"),
                    help="runtimes of the learned backend, measured side by side (docs/deployment.md)")
+    p.add_argument("--model", nargs="+", type=Path, default=[None],
+                   help="checkpoints of the learned backend, measured side by side (default: the shipped one)")
     p.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="render sizes WxH")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a shared 2-core machine more threads stall each other)")
@@ -211,15 +219,19 @@ def main(argv=None) -> int:
         targets.append(interpolate_pose(a.T_world_cam, b.T_world_cam, 0.5))
     targets = targets[: args.targets]
     sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes]
-    render = bench_render(world, targets, camera, args.backend, sizes, args.repeats, args.device, tuple(args.runtime))
+    render = bench_render(world, targets, camera, args.backend, sizes, args.repeats, args.device, tuple(args.runtime),
+                          tuple(args.model))
     print(f"\nload average while rendering: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(CPU ms: all threads of this process, a proxy that other jobs disturb less)")
-    print("| backend @ size | p50 ms/view | p95 ms/view | p50 CPU ms/view | x nearest (p50) |\n|---|---|---|---|---|")
+    print("| backend @ size | p50 ms/view | p95 ms/view | p50 CPU ms/view | x nearest (p50) | x geometric (p50) |\n"
+          "|---|---|---|---|---|---|")
     for key, row in render.items():
         name, size = key.split("@")
-        floor = render.get(f"nearest@{size}")
-        ratio = f"{row['p50_ms'] / floor['p50_ms']:.1f}x" if floor else "-"
-        print(f"| {key} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['cpu_p50_ms']:.2f} | {ratio} |")
+        ratios = []
+        for base in ("nearest", "geometric"):  # measured in this run, views interleaved
+            floor = render.get(f"{base}@{size}")
+            ratios.append(f"{row['p50_ms'] / floor['p50_ms']:.2f}x" if floor else "-")
+        print(f"| {key} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['cpu_p50_ms']:.2f} | {' | '.join(ratios)} |")
 
     retrieval = bench_retrieval(args.retrieval_counts, queries=50, seed=args.seed)
     print("\n| keyframes | retrieval p50 ms (coverage) | p95 | retrieval p50 ms (pose) | p95 |\n|---|---|---|---|---|")
