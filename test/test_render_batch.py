@@ -55,6 +55,25 @@ def test_geometric_batch_equals_per_view_renders_byte_for_byte(frames, options):
     _assert_same(batch, oracle)
 
 
+def test_geometric_batch_bytes_do_not_depend_on_batch_split_or_reference_count(frames):
+    """The batch runs its views in compiled chunks on the threads: a view's bytes are the same
+    whichever chunk and thread rendered it, and views drawn from one reference (one group)
+    match their single render too."""
+    refs, T = _views(frames)
+    refs = refs + [[frames[10]], [frames[20], frames[21]], frames[30:33]]
+    T = np.concatenate([T, T[:3]])
+    T[-3:, 1, 3] += 0.02
+    renderer = GeometricRenderer()
+    whole = renderer.render_batch(refs, T, K)
+    parts = [GeometricRenderer(threads=1).render_batch(refs[i : i + 5], T[i : i + 5], K) for i in range(0, len(T), 5)]
+    assert np.array_equal(whole.rgb, np.concatenate([p.rgb for p in parts]))
+    assert np.array_equal(whole.depth, np.concatenate([p.depth for p in parts]))
+    for b in (len(T) - 3, len(T) - 2, len(T) - 1):
+        single = renderer.render(refs[b], T[b : b + 1], K)
+        assert np.array_equal(whole.rgb[b], single.rgb[0])
+        assert np.array_equal(whole.covered[b], single.covered[0])
+
+
 def test_magnified_targets_are_splatted_small_and_upsampled_as_per_view(frames):
     big = K.resized(480, 360)
     refs, T = _views(frames)

@@ -152,6 +152,46 @@ def blend_pass_rgbd(depth, colour, keep, C, b, width, height, near, limit, weigh
             gv = np.float32(1.0) - fv
             iu = int(u0)
             iv = int(v0)
+            if iu >= 0 and iu < width - 1 and iv >= 0 and iv < height - 1:
+                # All four taps inside the image (nearly every point): written out, the same
+                # sums as the general loop below (each tap adds to its own pixel).
+                q = iv * width + iu
+                if z32 <= limit[q]:
+                    footprint = gu * gv
+                    wt = footprint * weight
+                    acc[q, 0] += r * wt
+                    acc[q, 1] += g * wt
+                    acc[q, 2] += bl * wt
+                    acc[q, 3] += wt
+                    acc[q, 4] += footprint
+                q += 1
+                if z32 <= limit[q]:
+                    footprint = fu * gv
+                    wt = footprint * weight
+                    acc[q, 0] += r * wt
+                    acc[q, 1] += g * wt
+                    acc[q, 2] += bl * wt
+                    acc[q, 3] += wt
+                    acc[q, 4] += footprint
+                q += width - 1
+                if z32 <= limit[q]:
+                    footprint = gu * fv
+                    wt = footprint * weight
+                    acc[q, 0] += r * wt
+                    acc[q, 1] += g * wt
+                    acc[q, 2] += bl * wt
+                    acc[q, 3] += wt
+                    acc[q, 4] += footprint
+                q += 1
+                if z32 <= limit[q]:
+                    footprint = fu * fv
+                    wt = footprint * weight
+                    acc[q, 0] += r * wt
+                    acc[q, 1] += g * wt
+                    acc[q, 2] += bl * wt
+                    acc[q, 3] += wt
+                    acc[q, 4] += footprint
+                continue
             for dv in range(2):
                 vv = iv + dv
                 if vv < 0 or vv > height - 1:
@@ -301,17 +341,32 @@ def push_pull(colour, weight, levels, out, work):  # pragma: no cover - compiled
         dst = out if i == 0 else c
         sy = fh / h
         sx = fw / w
+        # The column taps, the same for every row.
+        x0s = np.empty(w, np.int64)
+        x1s = np.empty(w, np.int64)
+        axs = np.empty(w, np.float64)
+        for x in range(w):
+            fx = max((x + 0.5) * sx - 0.5, 0.0)
+            x0s[x] = min(int(fx), fw - 1)
+            x1s[x] = min(x0s[x] + 1, fw - 1)
+            axs[x] = fx - x0s[x]
         for y in range(h):
             fy = max((y + 0.5) * sy - 0.5, 0.0)
             y0 = min(int(fy), fh - 1)
             y1 = min(y0 + 1, fh - 1)
             ay = fy - y0
             for x in range(w):
-                fx = max((x + 0.5) * sx - 0.5, 0.0)
-                x0 = min(int(fx), fw - 1)
-                x1 = min(x0 + 1, fw - 1)
-                ax = fx - x0
                 rest = 1.0 - wt[y, x]
+                if rest == 0.0:
+                    # A fully known pixel keeps its colour (c + 0 * up is c: colours are finite
+                    # and never -0); most pixels of a rendered view are.
+                    if i == 0:
+                        for k in range(3):
+                            dst[k, y, x] = c[k, y, x]
+                    continue
+                x0 = x0s[x]
+                x1 = x1s[x]
+                ax = axs[x]
                 for k in range(3):
                     up = ((1.0 - ay) * ((1.0 - ax) * filled[k, y0, x0] + ax * filled[k, y0, x1])
                           + ay * ((1.0 - ax) * filled[k, y1, x0] + ax * filled[k, y1, x1]))
@@ -381,3 +436,86 @@ def halve_rgbd(depth, colour, tolerance, depth_out, colour_out):  # pragma: no c
             colour_out[y, x, 0] = np.uint8(np.rint(r * inv))
             colour_out[y, x, 1] = np.uint8(np.rint(g * inv))
             colour_out[y, x, 2] = np.uint8(np.rint(b * inv))
+
+
+@njit(cache=True, nogil=True)
+def render_views_rgbd(views, depths, colours, keeps, ref_offsets, ref_heights, ref_widths, job_starts, job_refs,
+                      job_C, job_b, job_weights, width, height, near, limit_scale, bilinear, min_support,
+                      fill_holes, levels, zbufs, accs, limit, colour, confidence, filled, work, rgb_out, depth_out,
+                      covered_out):  # pragma: no cover - compiled
+    """Render the views ``views`` of a batch in one call, each through the same passes in the
+    same order as the per-view path of the geometric renderer (the same bytes), without
+    returning to Python between them: the GIL is taken once per call, not a dozen times per
+    view (with a Python thread busy elsewhere in the process each of those can wait up to the
+    interpreter's 5 ms switch interval; the renderer's ``_render_views_numba`` has figures).
+
+    Args:
+        views: ``int64 [n]``: the batch views to render, in order.
+        depths, colours, keeps: the batch's references packed one after the other: depth
+            ``float32``, colour ``uint8`` (3 per pixel) and drawn-pixel mask ``uint8``;
+            reference ``r`` is ``ref_heights[r] x ref_widths[r]`` pixels from pixel
+            ``ref_offsets[r]``.
+        job_starts: ``int64 [B + 1]``: view ``v`` draws jobs ``job_starts[v]:job_starts[v + 1]``;
+            job ``j`` draws reference ``job_refs[j]`` with ``job_C[j] [3, 3]``, ``job_b[j] [3]``
+            (see :func:`zbuffer_pass_rgbd`) and view weight ``job_weights[j]``. A view's jobs
+            form two fixed groups (even and odd positions) whose sums are combined in group
+            order, as the per-view path does.
+        limit_scale: ``float32`` 1 + the depth tolerance.
+        zbufs ``[2, HW]``, accs ``[2, HW, ACC_CHANNELS]``, limit, colour, confidence, filled,
+            work: the calling thread's working buffers (see the renderer's scratch).
+        rgb_out ``uint8 [B, H, W, 3]``, depth_out ``float32 [B, H, W]``, covered_out
+            ``bool [B, H, W]``: the views' rows are written.
+    """
+    HW = width * height
+    for i in range(views.shape[0]):
+        v = views[i]
+        j0 = job_starts[v]
+        n = job_starts[v + 1] - j0
+        groups = min(2, n)
+        for g in range(groups):
+            zbuf = zbufs[g]
+            zbuf[:] = np.inf
+            for j in range(j0 + g, j0 + n, 2):
+                r = job_refs[j]
+                o = ref_offsets[r]
+                h = ref_heights[r]
+                w = ref_widths[r]
+                zbuffer_pass_rgbd(depths[o : o + h * w].reshape((h, w)), keeps[o : o + h * w].reshape((h, w)),
+                                  job_C[j], job_b[j], width, height, near, zbuf)
+        zbuf = zbufs[0]
+        if groups > 1:
+            other = zbufs[1]
+            for p in range(HW):
+                zbuf[p] = min(zbuf[p], other[p])
+        for p in range(HW):
+            limit[p] = zbuf[p] * limit_scale
+        for g in range(groups):
+            acc = accs[g]
+            acc[:] = 0.0
+            for j in range(j0 + g, j0 + n, 2):
+                r = job_refs[j]
+                o = ref_offsets[r]
+                h = ref_heights[r]
+                w = ref_widths[r]
+                blend_pass_rgbd(depths[o : o + h * w].reshape((h, w)),
+                                colours[3 * o : 3 * (o + h * w)].reshape((h, w, 3)),
+                                keeps[o : o + h * w].reshape((h, w)), job_C[j], job_b[j], width, height, near,
+                                limit, job_weights[j], bilinear, acc)
+        acc = accs[0]
+        if groups > 1:
+            other_acc = accs[1]
+            for p in range(HW):
+                for c in range(ACC_CHANNELS):
+                    acc[p, c] += other_acc[p, c]
+        covered = covered_out[v].reshape(HW)
+        normalise(acc, zbuf, width, min_support, colour.reshape((3, HW)), depth_out[v].reshape(HW), covered,
+                  confidence.reshape(HW))
+        n_covered = 0
+        for p in range(HW):
+            if covered[p]:
+                n_covered += 1
+        if fill_holes and 0 < n_covered < HW:
+            push_pull(colour, confidence, levels, filled, work)
+            to_rgb8(filled, rgb_out[v])
+        else:
+            to_rgb8(colour, rgb_out[v])
