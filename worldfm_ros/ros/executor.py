@@ -15,10 +15,15 @@ That was the CI failure of session 6.
 before a pool thread has started it, the main thread waits (GIL released) until some
 submitted task starts, at most :data:`START_WAIT_S`. Tasks that started and yielded (a
 coroutine awaiting a future) are submitted again as before, so async callbacks keep working.
+
+``WORLDFM_EXECUTOR=stock`` makes :func:`make_executor` return rclpy's own executor instead,
+for A/B measurements (``scripts/load_benchmark.py`` against both in one session).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any, Callable, Optional, Union
 
@@ -70,3 +75,15 @@ class PacedExecutor(MultiThreadedExecutor):
             if future.done():
                 self._futures.remove(future)
                 future.result()  # raise any exceptions, as rclpy's executor does
+
+
+def make_executor(num_threads: int) -> MultiThreadedExecutor:
+    """The node's executor: :class:`PacedExecutor`, or rclpy's ``MultiThreadedExecutor`` when
+    the environment sets ``WORLDFM_EXECUTOR=stock`` (measurements only)."""
+    choice = os.environ.get("WORLDFM_EXECUTOR", "paced").strip().lower()
+    if choice == "stock":
+        return MultiThreadedExecutor(num_threads=num_threads)
+    if choice != "paced":
+        print(f"worldfm_node: WORLDFM_EXECUTOR must be 'paced' or 'stock', got {choice!r}: using 'paced'",
+              file=sys.stderr)
+    return PacedExecutor(num_threads=num_threads)

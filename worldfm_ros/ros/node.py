@@ -65,7 +65,7 @@ from worldfm_ros.ros.config import (
 )
 from worldfm_ros.ros.dds import apply_dds_profile
 from worldfm_ros.ros.callback_groups import own_group
-from worldfm_ros.ros.executor import PacedExecutor
+from worldfm_ros.ros.executor import make_executor
 from worldfm_ros.ros.ingest import IngestPipeline
 from worldfm_ros.ros.map_publisher import MapPublisher
 from worldfm_ros.ros.render_views import serve_render_views
@@ -589,7 +589,7 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     status = 0
-    executor = PacedExecutor(num_threads=6)
+    executor = make_executor(num_threads=6)
     try:
         node = WorldFMNode()
         if node.config.autostart:
