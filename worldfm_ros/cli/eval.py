@@ -120,22 +120,7 @@ def main(argv=None) -> int:
             print(f"colour focal ratio: {ratio:.4f} (estimated from {len(estimate.pairs)} pairs of memory frames)")
         if ratio != 1.0:
             frames = [register_frame(f, ratio) for f in frames]
-        config = MemoryConfig(insertion=args.insertion, max_parallax=args.max_parallax,
-                              min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
-                              retrieval_k=args.k, retrieval=args.retrieval)
-        backends = {}
-        for name in args.backend:
-            options = {"model_path": args.model} if (name == "learned" and args.model) else {}
-            if name == "learned":  # a measurement never falls back silently: a bad runtime is an error
-                options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False)
-            backends[name] = make_renderer(name, args.device, **options)
-        # The node's own world service: same insertion policy, downscaling and retrieval.
-        width, height = frames[0].intrinsics.size
-        world = WorldService(
-            WorldServiceConfig(backend=args.backend[0], device=args.device, memory=config,
-                               keyframe_width=width, keyframe_height=height),
-            renderer=backends[args.backend[0]],
-        )
+        world, backends = _world_and_backends(args, frames[0].intrinsics.size)
         run = evaluate(
             frames, backends,
             ingest=world.ingest,
@@ -158,6 +143,27 @@ def main(argv=None) -> int:
         save_png(args.sheet, contact_sheet(run.sheet_rows, ["truth"] + run.backends))
         print(f"contact sheet: {args.sheet}")
     return 0
+
+
+def _world_and_backends(args, keyframe_size: tuple[int, int]) -> tuple[WorldService, dict]:
+    """The renderers named by ``--backend`` and the node's own world service around the first
+    (same insertion policy, downscaling and retrieval), keyframes kept at ``keyframe_size``."""
+    config = MemoryConfig(insertion=args.insertion, max_parallax=args.max_parallax,
+                          min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
+                          retrieval_k=args.k, retrieval=args.retrieval)
+    backends = {}
+    for name in args.backend:
+        options = {"model_path": args.model} if (name == "learned" and args.model) else {}
+        if name == "learned":  # a measurement never falls back silently: a bad runtime is an error
+            options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False)
+        backends[name] = make_renderer(name, args.device, **options)
+    width, height = keyframe_size
+    world = WorldService(
+        WorldServiceConfig(backend=args.backend[0], device=args.device, memory=config,
+                           keyframe_width=width, keyframe_height=height),
+        renderer=backends[args.backend[0]],
+    )
+    return world, backends
 
 
 def _load_offtrajectory(args, parser):
@@ -208,21 +214,7 @@ def _offtrajectory(args, parser) -> int:
         if ratio != 1.0:
             memory = [register_frame(f, ratio) for f in memory]
             targets = [register_frame(f, ratio) for f in targets]
-        config = MemoryConfig(insertion=args.insertion, max_parallax=args.max_parallax,
-                              min_translation=args.min_translation, min_rotation_deg=args.min_rotation_deg,
-                              retrieval_k=args.k, retrieval=args.retrieval)
-        backends = {}
-        for name in args.backend:
-            options = {"model_path": args.model} if (name == "learned" and args.model) else {}
-            if name == "learned":  # a measurement never falls back silently: a bad runtime is an error
-                options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False)
-            backends[name] = make_renderer(name, args.device, **options)
-        width, height = memory[0].intrinsics.size
-        world = WorldService(
-            WorldServiceConfig(backend=args.backend[0], device=args.device, memory=config,
-                               keyframe_width=width, keyframe_height=height),
-            renderer=backends[args.backend[0]],
-        )
+        world, backends = _world_and_backends(args, memory[0].intrinsics.size)
         run = evaluate_offtrajectory(
             memory, targets, backends,
             ingest=world.ingest,
