@@ -27,8 +27,6 @@ import array
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is needed to replay data over
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from test_node_integration import NodeProcess  # noqa: E402,F401 (also used by test_live_stream)
 
 from worldfm_ros.cli.eval import main as eval_main  # noqa: E402
 from worldfm_ros.core.datasets import open_dataset  # noqa: E402
@@ -92,37 +91,6 @@ def depth_to_16uc1(depth_m: np.ndarray, stamp, frame_id: str) -> Image:
     msg.step = 2 * mm.shape[1]
     msg.data = array.array("B", mm.tobytes())
     return msg
-
-
-class NodeProcess:
-    """``python -m worldfm_ros.ros.node`` with parameters; log in a file; stopped with SIGINT."""
-
-    def __init__(self, log_path: Path, *params: str):
-        self.log_path = log_path
-        args = [sys.executable, "-m", "worldfm_ros.ros.node", "--ros-args",
-                "--params-file", str(ROOT / "config" / "worldfm.yaml")]
-        for p in params:
-            args += ["-p", p]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text()[-4000:]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-        return self.process.returncode
 
 
 class Robot:
