@@ -74,6 +74,18 @@ def test_geometric_batch_bytes_do_not_depend_on_batch_split_or_reference_count(f
         assert np.array_equal(whole.covered[b], single.covered[0])
 
 
+def test_geometric_batch_packs_references_in_bounded_runs_with_the_same_bytes(frames, monkeypatch):
+    """A batch whose references exceed the packing budget is rendered in runs of views (so a
+    large batch never copies a whole large world at once), with the same bytes."""
+    from worldfm_ros.core.renderers import geometric
+
+    refs, T = _views(frames)
+    whole = GeometricRenderer().render_batch(refs, T, K)
+    monkeypatch.setattr(geometric, "_MAX_PACKED_BYTES", 6 * K.width * K.height * 8)  # about one view's references
+    assert len(geometric._packing_runs(refs, geometric._MAX_PACKED_BYTES)) > 3
+    _assert_same(GeometricRenderer().render_batch(refs, T, K), whole)
+
+
 def test_magnified_targets_are_splatted_small_and_upsampled_as_per_view(frames):
     big = K.resized(480, 360)
     refs, T = _views(frames)

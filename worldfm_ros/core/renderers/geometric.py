@@ -67,6 +67,9 @@ _GROUPS = 2
 #: threads take chunks one at a time).
 _BATCH_CHUNKS = 8
 
+#: At most about this many bytes of references are packed for the batch kernel at once.
+_MAX_PACKED_BYTES = 64 << 20
+
 #: Working buffers of targets up to this many pixels are kept between renders.
 _MAX_KEPT_SCRATCH_PIXELS = 1 << 20
 
@@ -217,6 +220,23 @@ class _Scratch:
         self.confidence = np.empty((H, W), np.float32)
         self.filled = np.empty((3, H, W), np.float32)
         self.work = np.empty(splat_kernels.push_pull_workspace_size(H, W, PUSH_PULL_LEVELS), np.float32)
+
+
+def _packing_runs(references_per_view, max_bytes: int) -> list[tuple[int, int]]:
+    """``[(first, end), ...]``: consecutive runs of views whose distinct references take at
+    most ``max_bytes`` packed (8 bytes a pixel), each at least one view."""
+    runs = []
+    first, seen, size = 0, set(), 0
+    for view, refs in enumerate(references_per_view):
+        new = {id(ref): ref.depth.size * 8 for ref in refs if id(ref) not in seen}
+        if view > first and size + sum(new.values()) > max_bytes:
+            runs.append((first, view))
+            first, seen, size = view, set(), 0
+            new = {id(ref): ref.depth.size * 8 for ref in refs}
+        seen.update(new)
+        size += sum(new.values())
+    runs.append((first, len(references_per_view)))
+    return runs
 
 
 class _PackedReferences:
@@ -426,8 +446,9 @@ class GeometricRenderer:
         machine load average 7-13, so compare within a row only): with a Python thread
         spinning beside it, 25.1 / 11.8 ms per 320x240 / 160x120 view in chunks against
         31.3 / 15.2 ms with the per-view kernels (42.5 / 21.0 ms as single renders); with no
-        other thread the two tie (15.8 / 11.9 against 14.5 / 11.7 ms). Packing the
-        references costs about 0.1 ms a view.
+        other thread the two tie (15.8 / 11.9 against 14.5 / 11.7 ms). The kernel reads the
+        references packed into flat arrays (:class:`_PackedReferences`, about 0.1 ms a view),
+        for runs of views whose references fit :data:`_MAX_PACKED_BYTES`.
 
         The ``threads`` take chunks (about an eighth of the batch each) one at a time, each
         with its own working buffers, so a thread the OS runs less on a busy machine simply
@@ -439,26 +460,31 @@ class GeometricRenderer:
         rgb = np.empty((B, H, W, 3), np.uint8)
         depth = np.empty((B, H, W), np.float32)
         covered = np.empty((B, H, W), bool)
-        packed = _PackedReferences(self, references_per_view)
-        jobs = _batch_jobs(self, references_per_view, packed, T, K)
-        chunk = max(1, -(-B // _BATCH_CHUNKS))
-        chunks = [np.arange(start, min(B, start + chunk), dtype=np.int64) for start in range(0, B, chunk)]
-        next_chunk = itertools.count()  # shared by the threads (next() is atomic under the GIL)
         limit_scale = np.float32(1.0 + cfg.depth_tolerance)
+        # The references are packed for a run of views at a time, so a large batch from a
+        # large world never copies more than about _MAX_PACKED_BYTES of them at once.
+        for first, end in _packing_runs(references_per_view, _MAX_PACKED_BYTES):
+            run = references_per_view[first:end]
+            packed = _PackedReferences(self, run)
+            jobs = _batch_jobs(self, run, packed, T[first:end], K)
+            n = end - first
+            chunk = max(1, -(-n // _BATCH_CHUNKS))
+            chunks = [np.arange(start, min(n, start + chunk), dtype=np.int64) for start in range(0, n, chunk)]
+            next_chunk = itertools.count()  # shared by the threads (next() is atomic under the GIL)
+            outputs = rgb[first:end], depth[first:end], covered[first:end]
 
-        def run_slot(_slot: int) -> None:
-            scratch = self._scratch(H, W, _GROUPS)
-            for index in iter(lambda: next(next_chunk), None):
-                if index >= len(chunks):
-                    return
-                splat_kernels.render_views_rgbd(
-                    chunks[index], packed.depths, packed.colours, packed.keeps, packed.offsets, packed.heights,
-                    packed.widths, *jobs, W, H, NEAR_PLANE, limit_scale, cfg.footprint != "point",
-                    float(cfg.min_support), bool(cfg.fill_holes), PUSH_PULL_LEVELS, scratch.zbufs, scratch.accs,
-                    scratch.limit, scratch.colour, scratch.confidence, scratch.filled, scratch.work, rgb, depth,
-                    covered)
+            def run_slot(_slot: int) -> None:
+                scratch = self._scratch(H, W, _GROUPS)
+                for index in iter(lambda: next(next_chunk), None):
+                    if index >= len(chunks):
+                        return
+                    splat_kernels.render_views_rgbd(
+                        chunks[index], packed.depths, packed.colours, packed.keeps, packed.offsets, packed.heights,
+                        packed.widths, *jobs, W, H, NEAR_PLANE, limit_scale, cfg.footprint != "point",
+                        float(cfg.min_support), bool(cfg.fill_holes), PUSH_PULL_LEVELS, scratch.zbufs, scratch.accs,
+                        scratch.limit, scratch.colour, scratch.confidence, scratch.filled, scratch.work, *outputs)
 
-        self._map(run_slot, range(max(1, min(len(chunks), self._threads))))
+            self._map(run_slot, range(max(1, min(len(chunks), self._threads))))
         return rgb, depth, covered
 
     def _edge_mask(self, keyframe: Keyframe) -> np.ndarray:
