@@ -138,14 +138,24 @@ def test_world_service_render_batch_names_the_bad_pose(frames):
         service.render_batch(np.stack([np.eye(4)] * 257), K)
 
 
-def test_learned_batch_in_network_chunks_equals_per_view_renders_byte_for_byte(frames):
-    """The learned renderer warps and runs the network NETWORK_CHUNK views at a time: 12
-    views (3 chunks and a different reference list each) give one render's bytes per view."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_learned_batch_in_network_chunks_equals_per_view_renders_byte_for_byte(frames, threads):
+    """The learned renderer warps and runs the network NETWORK_CHUNK views at a time (one at a
+    time with one torch thread, where oneDNN's batch kernels round differently): 12 views
+    (3 chunks, a different reference list each) give one render's bytes per view."""
+    import torch
+
     from worldfm_ros.core.renderers import learned
 
     renderer = learned.LearnedRenderer()
     refs, T = _views(frames)
     assert len(T) > 2 * learned.NETWORK_CHUNK
-    batch = renderer.render_batch(refs, T, K)
-    _assert_same(batch, render_views_one_by_one(renderer, refs, T, K))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        batch = renderer.render_batch(refs, T, K)
+        oracle = render_views_one_by_one(renderer, refs, T, K)
+    finally:
+        torch.set_num_threads(before)
+    _assert_same(batch, oracle)
     assert batch.reference_ids == list(dict.fromkeys(i for ids in batch.reference_ids_per_view for i in ids))

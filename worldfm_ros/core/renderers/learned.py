@@ -36,7 +36,7 @@ from worldfm_ros.core.renderers.base import RenderResult
 #: Views warped and run through the network together by :meth:`LearnedRenderer.render_batch`.
 NETWORK_CHUNK = 4
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "learned_v2.pt"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "learned_v3.pt"
 
 
 class LearnedRenderer:
@@ -117,7 +117,12 @@ class LearnedRenderer:
         Why chunks: warping all 64 views of a ``~/render_views`` call before one network run
         held ~20 MB of warp bundle per 320x240 view (1.3 GB) and ran the network on a batch
         far larger than the caches; measured 42.8 ms a view against 19.1 ms for single calls
-        (``scripts/bench_simulator.py --backend learned --sizes 160x120``)."""
+        (``scripts/bench_simulator.py --backend learned --sizes 160x120``).
+
+        With one torch thread oneDNN picks other convolution kernels for a batch than for a
+        single view (measured: 4-5 of 230,400 values off by 1/255, 12 views at 160x120, v2 and
+        v3 alike), so then every view runs through the network alone: batch and single calls
+        give the same bytes at any thread count."""
         from worldfm_ros.core.renderers.base import _check_batch
 
         if not isinstance(intrinsics, Intrinsics):
@@ -125,8 +130,9 @@ class LearnedRenderer:
                                          intrinsics)
         poses = _check_batch(references_per_view, T_world_cam)
         parts = []
-        for start in range(0, len(poses), NETWORK_CHUNK):
-            chunk = range(start, min(start + NETWORK_CHUNK, len(poses)))
+        step = NETWORK_CHUNK if torch.get_num_threads() > 1 else 1
+        for start in range(0, len(poses), step):
+            chunk = range(start, min(start + step, len(poses)))
             views = [self._view(list(references_per_view[b]), poses[b], intrinsics) for b in chunk]
             parts.append(self._finish(views, intrinsics))
         if len(parts) == 1:
