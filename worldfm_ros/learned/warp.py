@@ -307,11 +307,8 @@ def _warp_cpu(refs: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Int
     for other_full, other_half in zbuffers[1:]:
         np.minimum(full, other_full, out=full)
         np.minimum(half, other_half, out=half)
-    observed = torch.from_numpy(_merge_zbuffers(full, half, H, W))
-    depth_t = fill_depth(observed)
-    guessed_t = (observed <= 0) & (depth_t > 0)
-    depth = depth_t.numpy()
-    guessed = guessed_t.numpy()
+    observed = _merge_zbuffers(full, half, H, W)
+    depth, guessed = _fill_depth_cpu(observed)
     rays = _pixel_rays(intrinsics)
     c = COARSE_STRIDE
     points = (rays[::c, ::c] * depth[::c, ::c, None]).transpose(2, 0, 1).copy()  # [3, hc, wc]
@@ -340,21 +337,54 @@ def _warp_cpu(refs: Sequence[Keyframe], T_world_cam: np.ndarray, intrinsics: Int
                                    np.float32(VISIBILITY_TOLERANCE), u, v, valid[slot, 0], plausible[slot, 0],
                                    phase[slot, 0], rel)
             sampled = cv2.remap(ref.colour, u, v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-            usable = valid[slot, 0] + plausible[slot, 0]  # 0 or 1
-            np.multiply(sampled.transpose(2, 0, 1), usable * np.float32(1.0 / 255.0), out=colour[slot])
+            kern.masked_colour(sampled, valid[slot, 0], plausible[slot, 0], colour[slot])
             centre = (T_cam_world @ ref.T_world_cam)[:3, 3]
             kern.geometry_features(points, unit, centre, T_ref_target[:3, :3], T_ref_target[:3, 3], rel, c,
                                    MOMENT_SCALE, geometry[slot])
 
     _run_groups(warp_group, len(groups))
-    valid_t = torch.from_numpy(valid)
-    covered = _coarse_coverage(valid_t)
-    hz = torch.from_numpy(points[2])
-    inv_depth = torch.where(hz > 0, 1.0 / hz.clamp_min(1e-3), torch.zeros_like(hz))
-    target = torch.cat([inv_depth[None], covered, guessed_t[::c, ::c].float()[None], torch.from_numpy(unit)], dim=0)
-    return WarpBundle(colour=torch.from_numpy(colour)[None], valid=valid_t[None],
+    # The target maps in numpy: no torch operation in the CPU warp, so torch's OpenMP
+    # threads (spin-waiting between operations) never compete with the warp threads.
+    target = np.empty((TARGET_CHANNELS,) + points.shape[1:], np.float32)
+    hz = points[2]
+    np.divide(np.float32(1.0), np.maximum(hz, np.float32(1e-3)), out=target[0])
+    target[0][~(hz > 0)] = 0.0
+    kern.coarse_coverage(valid, c, target[1])
+    target[2] = guessed[::c, ::c]
+    target[3:] = unit
+    return WarpBundle(colour=torch.from_numpy(colour)[None], valid=torch.from_numpy(valid)[None],
                       plausible=torch.from_numpy(plausible)[None], geometry=torch.from_numpy(geometry)[None],
-                      target=target[None], depth=observed[None, None], phase=torch.from_numpy(phase)[None])
+                      target=torch.from_numpy(target)[None], depth=torch.from_numpy(observed)[None, None],
+                      phase=torch.from_numpy(phase)[None])
+
+
+def _fill_depth_cpu(observed: np.ndarray, levels: int = FILL_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fill_depth` in numba (the same push-pull of inverse depth in float32): the
+    filled depth ``[H, W]`` and ``bool [H, W]`` where it is a guess (nothing observed)."""
+    from worldfm_ros.learned import warp_kernels as kern
+
+    inv = np.empty_like(observed)
+    weight = np.empty_like(observed)
+    kern.depth_to_inverse(observed, inv, weight)
+    pyramid = [(inv, weight)]
+    for _ in range(levels):
+        h, w = inv.shape
+        inv2 = np.empty(((h + 1) // 2, (w + 1) // 2), np.float32)
+        weight2 = np.empty_like(inv2)
+        kern.pool_inverse_depth(inv, weight, inv2, weight2)
+        inv, weight = inv2, weight2
+        pyramid.append((inv, weight))
+        if min(inv.shape) == 1:
+            break
+    filled = pyramid[-1][0]
+    for inv, weight in reversed(pyramid[:-1]):
+        finer = np.empty_like(inv)
+        kern.pull_inverse_depth(inv, weight, filled, finer)
+        filled = finer
+    depth = np.empty_like(observed)
+    guessed = np.empty(observed.shape, np.bool_)
+    kern.inverse_to_depth(filled, observed, depth, guessed)
+    return depth, guessed
 
 
 _POOL = None

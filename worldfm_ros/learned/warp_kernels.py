@@ -139,3 +139,99 @@ def geometry_features(points, unit_rays, centre, R, t, rel, stride, moment_scale
             out[8, y, x] = (t[0] * dy - t[1] * dx) * s
             out[9, y, x] = baseline
             out[10, y, x] = rotation
+
+
+@njit(cache=True, nogil=True)
+def pool_inverse_depth(inv, weight, inv_out, weight_out):  # pragma: no cover - compiled
+    """One push step of ``warp.fill_depth``: 2x2 means (windows cut at the border count only
+    their pixels, as ``avg_pool2d(ceil_mode=True)``) of ``inv * weight`` and ``weight``;
+    ``inv_out`` = their ratio (0 where no weight), ``weight_out`` = 1 where any weight."""
+    h, w = inv.shape
+    h2, w2 = inv_out.shape
+    tiny = np.float32(1e-6)
+    for y in range(h2):
+        for x in range(w2):
+            s_inv = np.float32(0.0)
+            s_w = np.float32(0.0)
+            n = 0
+            for yy in range(2 * y, min(2 * y + 2, h)):
+                for xx in range(2 * x, min(2 * x + 2, w)):
+                    s_inv += inv[yy, xx] * weight[yy, xx]
+                    s_w += weight[yy, xx]
+                    n += 1
+            a = s_inv / np.float32(n)
+            b = s_w / np.float32(n)
+            inv_out[y, x] = a / max(b, tiny)
+            weight_out[y, x] = 1.0 if b > 0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def pull_inverse_depth(inv, weight, coarse, out):  # pragma: no cover - compiled
+    """One pull step of ``warp.fill_depth``: ``inv`` where ``weight`` is set, else the
+    coarser level's value of the 2x2 block (nearest upsampling)."""
+    h, w = inv.shape
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = inv[y, x] if weight[y, x] > 0 else coarse[y // 2, x // 2]
+
+
+@njit(cache=True, nogil=True)
+def depth_to_inverse(depth, inv, weight):  # pragma: no cover - compiled
+    """``inv = 1 / depth`` and ``weight = 1`` where depth > 0, both 0 elsewhere."""
+    h, w = depth.shape
+    for y in range(h):
+        for x in range(w):
+            d = depth[y, x]
+            if d > 0:
+                inv[y, x] = np.float32(1.0) / max(d, np.float32(1e-6))
+                weight[y, x] = 1.0
+            else:
+                inv[y, x] = 0.0
+                weight[y, x] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def inverse_to_depth(inv, observed, depth, guessed):  # pragma: no cover - compiled
+    """``depth = 1 / inv`` (0 where ``inv`` is 0) and ``guessed`` = filled where nothing was observed."""
+    h, w = inv.shape
+    for y in range(h):
+        for x in range(w):
+            f = inv[y, x]
+            d = np.float32(1.0) / max(f, np.float32(1e-6)) if f > 0 else np.float32(0.0)
+            depth[y, x] = d
+            guessed[y, x] = observed[y, x] <= 0 and d > 0
+
+
+@njit(cache=True, nogil=True)
+def masked_colour(sampled, valid, plausible, out):  # pragma: no cover - compiled
+    """``out [3, H, W]`` = ``sampled [H, W, 3]`` (uint8) / 255 where the sample is usable
+    (``valid`` or ``plausible``), 0 elsewhere: the arithmetic of
+    ``sampled.transpose(2, 0, 1) * (usable * (1 / 255))`` in one pass."""
+    h, w = valid.shape
+    scale = np.float32(1.0 / 255.0)
+    for y in range(h):
+        for x in range(w):
+            m = (valid[y, x] + plausible[y, x]) * scale
+            for c in range(3):
+                out[c, y, x] = np.float32(sampled[y, x, c]) * m
+
+
+@njit(cache=True, nogil=True)
+def coarse_coverage(valid, stride, out):  # pragma: no cover - compiled
+    """``out [hc, wc]``: share of the 2x2 block at pixel ``(stride i, stride j)`` that at least
+    one reference sees (``valid [K, 1, H, W]``; blocks cut at the border count their pixels)."""
+    k = valid.shape[0]
+    h, w = valid.shape[2], valid.shape[3]
+    hc, wc = out.shape
+    for i in range(hc):
+        for j in range(wc):
+            seen = np.float32(0.0)
+            n = 0
+            for y in range(stride * i, min(stride * i + 2, h)):
+                for x in range(stride * j, min(stride * j + 2, w)):
+                    n += 1
+                    for r in range(k):
+                        if valid[r, 0, y, x] > 0:
+                            seen += 1.0
+                            break
+            out[i, j] = seen / np.float32(n)
