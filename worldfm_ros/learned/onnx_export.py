@@ -49,6 +49,9 @@ OPSET = 17
 META_PREFIX = "worldfm."
 #: Value of ``worldfm.format``.
 ONNX_FORMAT = "worldfm_ros.learned.FrameModel.onnx"
+#: Revision of the export's graph (part of the cache file name, :func:`~worldfm_ros.learned.runtime.cached_onnx`):
+#: 2 = the full-resolution tail spelled for ONNX Runtime (``FrameModel._export_tail``).
+EXPORT_REVISION = 2
 #: Name of the graph's output.
 OUTPUT_NAME = "rgb"
 
@@ -174,6 +177,7 @@ def export_onnx(model, out_path, *, height: int = 240, width: int = 320,
         "model_config": json.dumps(dataclasses.asdict(model.config), sort_keys=True),
         "inputs": json.dumps(dims),
         "traced_size": f"{width}x{height}",
+        "export_revision": str(EXPORT_REVISION),
         "torch": torch.__version__,
     }
     if checkpoint_path is not None:

@@ -58,11 +58,12 @@ class TorchRuntime:
 
 def cached_onnx(model, model_path, cache_dir) -> Path:
     """The ONNX export of the checkpoint ``model_path`` in ``cache_dir``, written on first use
-    (``<stem>-<sha256[:16]>-opset<N>.onnx``); a cached file that fails the checks is rewritten."""
-    from worldfm_ros.learned.onnx_export import OPSET, check_onnx_file, export_onnx, file_sha256
+    (``<stem>-<sha256[:16]>-opset<N>-r<export revision>.onnx``: a changed export gets a new
+    name); a cached file that fails the checks is rewritten."""
+    from worldfm_ros.learned.onnx_export import EXPORT_REVISION, OPSET, check_onnx_file, export_onnx, file_sha256
 
     model_path = Path(model_path)
-    path = Path(cache_dir) / f"{model_path.stem}-{file_sha256(model_path)[:16]}-opset{OPSET}.onnx"
+    path = Path(cache_dir) / f"{model_path.stem}-{file_sha256(model_path)[:16]}-opset{OPSET}-r{EXPORT_REVISION}.onnx"
     if path.is_file():
         try:
             check_onnx_file(path, model, model_path)
@@ -137,7 +138,10 @@ class OnnxRuntime:
             self.warnings.append("precision fp16 needs the TensorRT execution provider: running fp32")
         providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # EXTENDED, not ALL: ALL adds the NCHWc layout transforms, whose reorders around the
+        # full-resolution refinement convolutions cost more than they save on this graph
+        # (16.96 against 18.13 ms per 320x240 forward, 2 threads, same process; docs/deployment.md).
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
         # Idle session threads sleep instead of spinning: the warp's threads share the cores.
