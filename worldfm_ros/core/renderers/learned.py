@@ -207,13 +207,19 @@ class LearnedRenderer:
         with torch.inference_mode():
             bundle = views[0][1] if B == 1 else WarpBundle.stack([v[1] for v in views])
             out = self.runtime(bundle)  # [B, 3, H, W]
-            covered = bundle.covered.cpu().numpy()
+            # In numpy (the same float32 arithmetic as torch's): no torch operation after the
+            # network, so PyTorch's OpenMP threads are not woken (and left spinning) for it.
+            covered = (bundle.valid.cpu().numpy() > 0).any(axis=1)[:, 0]
+            out = out.cpu().numpy()  # [B, 3, H, W]
             if self.smooth_unseen and not covered.all():
                 # per view, so batch and single renders give the same bytes
-                hwc = out.permute(0, 2, 3, 1).cpu().numpy()
-                out = torch.from_numpy(np.stack([smooth_unseen(np.ascontiguousarray(hwc[b]), covered[b])
-                                                 for b in range(B)])).permute(0, 3, 1, 2)
-            rgb = (out * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                hwc = out.transpose(0, 2, 3, 1)
+                out = np.stack([smooth_unseen(np.ascontiguousarray(hwc[b]), covered[b])
+                                for b in range(B)]).transpose(0, 3, 1, 2)
+            scaled = out * np.float32(255.0)
+            scaled += np.float32(0.5)
+            np.clip(scaled, 0, 255, out=scaled)
+            rgb = np.ascontiguousarray(scaled.astype(np.uint8).transpose(0, 2, 3, 1))
             depth = np.where(covered, bundle.depth[:, 0].cpu().numpy(), np.float32(0.0)).astype(np.float32)
         used: dict[int, None] = {}
         per_view = []
