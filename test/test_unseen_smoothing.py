@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldfm_ros.core.renderers.learned import smooth_unseen
+from worldfm_ros.core.renderers.learned import disoccluded_unseen, smooth_unseen
 
 
 def _image(H=48, W=64, seed=0):
@@ -37,6 +37,23 @@ def test_deterministic():
     rgb = _image(seed=2)
     covered = np.random.default_rng(3).random(rgb.shape[:2]) > 0.4
     assert np.array_equal(smooth_unseen(rgb, covered), smooth_unseen(rgb.copy(), covered.copy()))
+
+
+def test_disocclusion_mask_takes_gaps_beside_depth_edges_only():
+    H, W = 60, 80
+    covered = np.ones((H, W), bool)
+    depth = np.full((H, W), 3.0, np.float32)
+    depth[:, :30] = 1.0  # a foreground object on the left
+    covered[10:50, 30:34] = False  # the gap that opens beside its edge
+    covered[20:30, 60:66] = False  # a hole inside the background wall (a sensor's missing pixels)
+    covered[:, 76:] = False  # the never-seen band of a turned view (touches the border)
+    depth[~covered] = 0.0
+    mask = disoccluded_unseen(covered, depth)
+    assert mask[10:50, 30:34].all()
+    assert not mask[20:30, 60:66].any()
+    assert not mask[:, 76:].any()
+    assert mask.sum() == 40 * 4
+    assert not disoccluded_unseen(np.ones((H, W), bool), depth).any()
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +98,34 @@ def test_renderer_changes_only_never_seen_pixels_and_lowers_their_error(off_path
     assert np.array_equal(a.rgb, LearnedRenderer(smooth_unseen=True).render(refs, T[None], K).rgb)
     batch = on.render_batch([refs, refs], np.stack([T, T]), K)
     assert np.array_equal(batch.rgb[0], a.rgb[0]) and np.array_equal(batch.rgb[1], a.rgb[0])
+
+
+def test_disocclusion_mode_changes_only_gaps_beside_edges():
+    """One reference: a textured wall at 3 m with a box 1 m from the camera in the middle; the
+    target stands 10 cm to the side, so a gap opens beside the box (and a band along the
+    border, which the mode leaves alone)."""
+    from worldfm_ros.core.keyframe import Keyframe
+    from worldfm_ros.core.renderers.learned import LearnedRenderer
+    from worldfm_ros.core.synthetic import default_intrinsics
+
+    torch.set_num_threads(1)
+    K = default_intrinsics(160, 120)
+    rng = np.random.default_rng(4)
+    colour = (rng.random((120, 160, 3)) * 80 + 100).astype(np.uint8)
+    colour[40:80, 60:100] = (200, 40, 40)
+    depth = np.full((120, 160), 3.0, np.float32)
+    depth[40:80, 60:100] = 1.0
+    ref = Keyframe(colour, depth, K, np.eye(4), 0.0, id=0)
+    T = np.eye(4)
+    T[0, 3] = 0.1
+    on, off = LearnedRenderer(smooth_unseen="disocclusion"), LearnedRenderer()
+    a, b = on.render([ref], T[None], K), off.render([ref], T[None], K)
+    holes = disoccluded_unseen(b.covered[0], b.depth[0])
+    assert holes.sum() > 100, "the gap beside the box"
+    assert not holes[:, -10:].any() and (~b.covered[0][:, -3:]).all(), "the border band is not a gap"
+    changed = np.any(a.rgb[0] != b.rgb[0], axis=-1)
+    assert changed.any()
+    assert not (changed & ~holes).any()  # nothing outside the gaps moves, not even the border band
+    assert np.array_equal(a.rgb, LearnedRenderer(smooth_unseen="disocclusion").render([ref], T[None], K).rgb)
+    with pytest.raises(ValueError, match="smooth_unseen"):
+        LearnedRenderer(smooth_unseen="interior")

@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-translation", type=float, default=0.05, help="pose policy threshold [m]")
     p.add_argument("--min-rotation-deg", type=float, default=5.0, help="pose policy threshold [deg]")
     p.add_argument("--model", type=Path, help="checkpoint for the learned backend (default: shipped model)")
-    p.add_argument("--smooth-unseen", action="store_true",
-                   help="learned: blend pixels no reference sees towards a blur of the view "
-                        "(LearnedRenderer smooth_unseen; off by default)")
+    p.add_argument("--smooth-unseen", nargs="?", const="all", default=None, choices=("off", "disocclusion", "all"),
+                   help="learned: blend pixels no reference sees towards a blur of the view: all of them, "
+                        "only the gaps beside foreground edges, or none (LearnedRenderer smooth_unseen; "
+                        "default: the renderer's default; the flag alone = all)")
     p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
                    help="runtime of the learned backend's network (docs/deployment.md)")
     p.add_argument("--onnx", type=Path, help="ONNX export for --runtime onnxruntime (default: export the checkpoint "
@@ -158,8 +159,9 @@ def _world_and_backends(args, keyframe_size: tuple[int, int]) -> tuple[WorldServ
     for name in args.backend:
         options = {"model_path": args.model} if (name == "learned" and args.model) else {}
         if name == "learned":  # a measurement never falls back silently: a bad runtime is an error
-            options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False,
-                           smooth_unseen=args.smooth_unseen)
+            options.update(runtime=args.runtime, onnx_path=args.onnx, fallback=False)
+            if args.smooth_unseen is not None:
+                options["smooth_unseen"] = args.smooth_unseen
         backends[name] = make_renderer(name, args.device, **options)
     width, height = keyframe_size
     world = WorldService(
